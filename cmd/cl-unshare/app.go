@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+
+	"github.com/cl-unshare/cl-unshare/level"
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+const usageText = `cl-unshare [options] [--] [CMD [ARG...]]
+
+   Starts CMD (default: $SHELL, or /bin/sh) in a new level: its own cgroup in
+   every hierarchy, a cgroup namespace rooted there, a mount namespace, and a
+   fresh /sys/fs/cgroup mirrored to the host at RUN/levels/NAME/cgroup.
+
+EXIT STATUS:
+   CMD's exit status, or 128+N if CMD was killed by signal N;
+   125 if cl-unshare itself failed; 126 if CMD could not be executed;
+   127 if CMD was not found.`
+
+// forwarded are the signals the supervisor passes on to CMD.
+var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
+
+func newApp(code *exitCode) *cli.App {
+	return &cli.App{
+		Name:            "cl-unshare",
+		Usage:           "run a command in its own level of cgroups and namespaces",
+		UsageText:       usageText,
+		HideHelpCommand: true,
+		Flags:           flags(),
+		// Stop at CMD: its own options are not ours.
+		Action: func(c *cli.Context) error {
+			cfg, err := configFrom(c)
+			if err != nil {
+				return err
+			}
+			n, err := supervise(cfg)
+			*code = exitCode(n)
+			return err
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+type usageError struct{ error }
+
+func flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "level `NAME` (default: generated)"},
+		&cli.StringFlag{Name: "cgroup-parent", Usage: "make the level's cgroups under `PATH`, relative to cl-unshare's own cgroup"},
+		&cli.StringFlag{Name: "run-dir", Value: level.DefaultRunDir, Usage: "host-visible `DIR` for level mirrors"},
+		&cli.StringFlag{Name: "memory", Usage: "memory limit `SIZE` (K, M, G, T)"},
+		&cli.StringFlag{Name: "cpus", Usage: "CPU quota in `N` CPUs (fractions allowed)"},
+		&cli.StringFlag{Name: "cpu-weight", Usage: "CPU weight `N`, 1 to 10000 (cpu.shares on cgroup v1)"},
+		&cli.StringFlag{Name: "cpuset-cpus", Usage: "allowed CPUs, a `LIST` such as 0-3,6"},
+		&cli.StringFlag{Name: "cpuset-mems", Usage: "allowed memory nodes, a `LIST`"},
+		&cli.StringFlag{Name: "pids-max", Usage: "maximum number of tasks `N`"},
+		&cli.StringSliceFlag{Name: "set", Usage: "write `FILE=VALUE` to any controller file of the level (repeatable)"},
+	}
+}
+
+// configFrom turns the command line into a level.Config; each error names its flag.
+func configFrom(c *cli.Context) (level.Config, error) {
+	cfg := level.Config{
+		Name:         c.String("name"),
+		CgroupParent: c.String("cgroup-parent"),
+		RunDir:       c.String("run-dir"),
+		Argv:         c.Args().Slice(),
+	}
+	if len(cfg.Argv) == 0 {
+		cfg.Argv = []string{defaultShell()}
+	}
+	l := &cfg.Limits
+	parsers := []struct {
+		flag  string
+		parse func(string) error
+	}{
+		{"memory", func(v string) (err error) { l.Memory, err = level.ParseSize(v); return }},
+		{"cpus", func(v string) (err error) { l.CPUs, err = level.ParseCPUs(v); return }},
+		{"cpu-weight", func(v string) (err error) { l.CPUWeight, err = parseUint(v, "weight", 1, 10000); return }},
+		{"pids-max", func(v string) error {
+			n, err := parseUint(v, "count", 1, 1<<31)
+			l.PidsMax = int64(n)
+			return err
+		}},
+		{"cpuset-cpus", func(v string) (err error) { l.CpusetCPUs, err = level.ParseList(v); return }},
+		{"cpuset-mems", func(v string) (err error) { l.CpusetMems, err = level.ParseList(v); return }},
+	}
+	for _, p := range parsers {
+		if v := c.String(p.flag); c.IsSet(p.flag) {
+			if err := p.parse(v); err != nil {
+				return cfg, &level.FlagError{Flag: "--" + p.flag, Err: err}
+			}
+		}
+	}
+	for _, s := range c.StringSlice("set") {
+		file, value, err := level.ParseSetting(s)
+		if err != nil {
+			return cfg, &level.FlagError{Flag: "--set", Err: err}
+		}
+		l.Set = append(l.Set, cgroup.Setting{File: file, Value: value})
+	}
+	return cfg, cfg.Validate()
+}
+
+func parseUint(s, what string, lo, hi uint64) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("invalid %s %q (use a whole number from %d to %d)", what, s, lo, hi)
+	}
+	return n, nil
+}
+
+func defaultShell() string {
+	if s := os.Getenv("SHELL"); s != "" {
+		return s
+	}
+	return "/bin/sh"
+}
+
+// supervise starts the level, forwards signals to CMD until it exits,
+// tears the level down and returns CMD's exit code.
+func supervise(cfg level.Config) (int, error) {
+	// Listen before starting, so a signal that arrives during setup is
+	// passed on once CMD runs instead of killing us half-way.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+	l, err := level.Start(cfg)
+	if err != nil {
+		return exitFailure, err
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = l.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	ws, err := l.Wait()
+	close(done)
+	if err != nil {
+		return exitFailure, err
+	}
+	return level.ExitCode(ws), nil
+}

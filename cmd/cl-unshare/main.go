@@ -1,0 +1,56 @@
+// Command cl-unshare starts a command in a level: its own cgroups, cgroup
+// namespace and mount namespace, with a fresh /sys/fs/cgroup mirrored to
+// the host. See README.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cl-unshare/cl-unshare/nsexec"
+	"golang.org/x/sys/unix"
+)
+
+// Exit codes of cl-unshare's own making; otherwise it exits with CMD's.
+const (
+	exitFailure  = 125 // cl-unshare itself failed
+	exitNotExec  = 126 // CMD was found but could not be executed
+	exitNotFound = 127 // CMD was not found
+)
+
+func main() {
+	if nsexec.IsInit() {
+		nsexec.Main() // never returns
+	}
+	os.Exit(run(os.Args, os.Stderr))
+}
+
+// run runs the command line and returns the exit code.
+func run(args []string, stderr io.Writer) int {
+	var code exitCode
+	app := newApp(&code)
+	app.ErrWriter = stderr
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
+		return errorCode(err)
+	}
+	return int(code)
+}
+
+type exitCode int
+
+// errorCode maps an error of cl-unshare's to its exit code.
+func errorCode(err error) int {
+	var se *stepError
+	if errors.As(err, &se) && se.Step == nsexec.StepExec {
+		if errors.Is(err, unix.ENOENT) {
+			return exitNotFound
+		}
+		return exitNotExec
+	}
+	return exitFailure
+}
+
+type stepError = nsexec.StepError

@@ -1,0 +1,104 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// killTimeout bounds how long Kill waits for the kernel to empty a level.
+const killTimeout = 10 * time.Second
+
+// Kill kills every process left in the level, nested cgroups included, and
+// waits until none is left. cgroup.kill (5.14) does it in one write and
+// catches processes forked meanwhile; without it, the v1 freezer holds the
+// level still while each task gets SIGKILL; without either, we kill what we
+// see until nothing is left.
+func (l *Level) Kill() error {
+	if d := l.V2(); d != nil {
+		if _, err := os.Stat(filepath.Join(d.Outer, "cgroup.kill")); err == nil {
+			if err := WriteFile(d.Outer, "cgroup.kill", "1"); err != nil {
+				return err
+			}
+			return waitEmpty(d.Outer)
+		}
+	}
+	for _, d := range l.Dirs {
+		if !d.V2() && d.Has("freezer") {
+			return freezeKill(d.Outer)
+		}
+	}
+	dir := l.Dirs[0].Outer
+	deadline := time.Now().Add(killTimeout)
+	for time.Now().Before(deadline) {
+		pids, err := Procs(dir)
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		killAll(pids)
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("processes are still left in %s after %s", dir, killTimeout)
+}
+
+func killAll(pids []int) {
+	for _, p := range pids {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
+}
+
+func freezeKill(dir string) error {
+	deadline := time.Now().Add(killTimeout)
+	for time.Now().Before(deadline) {
+		pids, err := Procs(dir)
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		if err := WriteFile(dir, "freezer.state", "FROZEN"); err != nil {
+			return err
+		}
+		pids, _ = Procs(dir)
+		killAll(pids)
+		// Killed tasks die only once thawed.
+		if err := WriteFile(dir, "freezer.state", "THAWED"); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("processes are still left in %s after %s", dir, killTimeout)
+}
+
+// waitEmpty waits until cgroup.events says no process is left below dir.
+func waitEmpty(dir string) error {
+	deadline := time.Now().Add(killTimeout)
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		v, err := KeyValue(dir, "cgroup.events", "populated")
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if v == "0" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes are still left in %s after %s", dir, killTimeout)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Empty reports whether no process is left in the level.
+func (l *Level) Empty() bool {
+	if d := l.V2(); d != nil {
+		v, err := KeyValue(d.Outer, "cgroup.events", "populated")
+		return err != nil || v == "0"
+	}
+	pids, err := Procs(l.Dirs[0].Outer)
+	return err != nil || len(pids) == 0
+}

@@ -1,0 +1,348 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dirs are a level's cgroups in one hierarchy.
+type Dirs struct {
+	Hierarchy
+	Parent string // directory of PARENT
+	Outer  string // PARENT/NAME: the limits live here
+	Inner  string // PARENT/NAME/level: the level's processes and namespace root
+	made   []string
+	enable []string // controllers we enabled in a parent we did not create
+}
+
+// Level is a level's cgroups in every hierarchy.
+type Level struct {
+	Dirs []*Dirs
+}
+
+// InnerName is the inner cgroup's name under the outer one.
+const InnerName = "level"
+
+// ExistsError says a level's outer cgroup is already there.
+type ExistsError struct{ Path string }
+
+func (e *ExistsError) Error() string { return fmt.Sprintf("cgroup %s already exists", e.Path) }
+
+// NoInternalProcessHint explains EBUSY from enabling a v2 controller.
+const NoInternalProcessHint = "the parent cgroup has processes (cgroup v2 no-internal-process rule); use --cgroup-parent or run under a delegated unit"
+
+// Create makes PARENT/NAME and PARENT/NAME/level in every hierarchy, where
+// PARENT is the process's cgroup joined with parent (relative), and writes
+// the planned limits to the outer cgroup, then mirrors them on the inner
+// one. On error everything it made is removed again.
+func Create(hs []Hierarchy, parent, name string, writes []Write) (_ *Level, err error) {
+	l := &Level{}
+	defer func() {
+		if err != nil {
+			if rerr := l.Remove(); rerr != nil {
+				err = fmt.Errorf("%w (and undoing it: %v)", err, rerr)
+			}
+		}
+	}()
+	for i, h := range hs {
+		d := &Dirs{Hierarchy: h}
+		d.Parent = h.Dir(path.Join(h.Path, parent))
+		d.Outer = filepath.Join(d.Parent, name)
+		d.Inner = filepath.Join(d.Outer, InnerName)
+		l.Dirs = append(l.Dirs, d)
+		if err := d.create(writesFor(writes, i)); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func writesFor(ws []Write, i int) []Write {
+	var out []Write
+	for _, w := range ws {
+		if w.Hierarchy == i {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (d *Dirs) create(ws []Write) error {
+	created, err := mkdirParents(d.Parent)
+	d.made = created
+	if err != nil {
+		return err
+	}
+	for _, dir := range created {
+		if err := d.prepare(dir); err != nil {
+			return err
+		}
+	}
+	if d.V2() {
+		if err := d.enableFor(ws, created); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(d.Outer, 0o755); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return &ExistsError{Path: d.Outer}
+		}
+		return fmt.Errorf("create cgroup %s: %w", d.Outer, unwrapPath(err))
+	}
+	d.made = append(d.made, d.Outer)
+	if err := d.prepare(d.Outer); err != nil {
+		return err
+	}
+	if err := apply(d.Outer, ws); err != nil {
+		return err
+	}
+	if d.V2() {
+		// The level gets every controller its outer cgroup has, so it can
+		// sub-divide; the outer cgroup holds no process, so the rule allows it.
+		if err := enableAll(d.Outer); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(d.Inner, 0o755); err != nil {
+		return fmt.Errorf("create cgroup %s: %w", d.Inner, unwrapPath(err))
+	}
+	d.made = append(d.made, d.Inner)
+	if err := d.prepare(d.Inner); err != nil {
+		return err
+	}
+	return apply(d.Inner, ws)
+}
+
+// mkdirParents makes the missing directories of dir and returns them, top first.
+func mkdirParents(dir string) ([]string, error) {
+	var missing []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("cgroup parent %s: %w", p, unwrapPath(err))
+		}
+		missing = append([]string{p}, missing...)
+	}
+	var made []string
+	for _, p := range missing {
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return made, fmt.Errorf("create cgroup parent %s: %w", p, unwrapPath(err))
+		} else if err == nil {
+			made = append(made, p)
+		}
+	}
+	return made, nil
+}
+
+// prepare makes a fresh v1 cpuset cgroup joinable: its cpus and mems start
+// empty and a task can't enter until they are copied from the parent.
+func (d *Dirs) prepare(dir string) error {
+	if d.V2() || !d.Has("cpuset") {
+		return nil
+	}
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		if v, err := ReadFile(dir, f); err != nil || v != "" {
+			continue
+		}
+		v, err := ReadFile(filepath.Dir(dir), f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", filepath.Join(filepath.Dir(dir), f), unwrapPath(err))
+		}
+		if err := WriteFile(dir, f, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func apply(dir string, ws []Write) error {
+	for _, w := range ws {
+		if err := WriteFile(dir, w.File, w.Value); err != nil {
+			return fmt.Errorf("%s: %w", w.Flag, err)
+		}
+	}
+	return nil
+}
+
+// enableFor enables, down to the outer cgroup's parent, the v2 controllers
+// the limits need. In cgroups we made we enable all that is offered; in a
+// pre-existing parent only what a limit needs, and that is undone on Remove.
+func (d *Dirs) enableFor(ws []Write, created []string) error {
+	top := d.Parent
+	if len(created) > 0 {
+		top = filepath.Dir(created[0])
+	}
+	for _, w := range ws {
+		if w.Controller == "cgroup" {
+			continue
+		}
+		on, err := Fields(top, "cgroup.subtree_control")
+		if err != nil {
+			return fmt.Errorf("read %s: %w", filepath.Join(top, "cgroup.subtree_control"), err)
+		}
+		if contains(on, w.Controller) {
+			continue
+		}
+		if err := enable(top, w.Controller); err != nil {
+			return fmt.Errorf("%s: %w", w.Flag, err)
+		}
+		d.enable = append(d.enable, w.Controller)
+	}
+	for _, dir := range created {
+		if err := enableAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func enable(dir, c string) error {
+	have, err := Fields(dir, "cgroup.controllers")
+	if err == nil && !contains(have, c) {
+		return fmt.Errorf("controller %s is not offered to cgroup %s (enable it in its parent's cgroup.subtree_control, or use --cgroup-parent)", c, dir)
+	}
+	if err := WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("%w: %s", err, NoInternalProcessHint)
+		}
+		return err
+	}
+	return nil
+}
+
+func enableAll(dir string) error {
+	have, err := Fields(dir, "cgroup.controllers")
+	if err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Join(dir, "cgroup.controllers"), err)
+	}
+	for _, c := range have {
+		if err := enable(dir, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// V2 returns the level's unified-hierarchy cgroups, or nil on a legacy host.
+func (l *Level) V2() *Dirs {
+	for _, d := range l.Dirs {
+		if d.V2() {
+			return d
+		}
+	}
+	return nil
+}
+
+// Join moves pid into the inner cgroup of every hierarchy (skipping v2 when
+// the process was already cloned into it).
+func (l *Level) Join(pid int, skipV2 bool) error {
+	for _, d := range l.Dirs {
+		if d.V2() && skipV2 {
+			continue
+		}
+		if err := WriteFile(d.Inner, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("join %s cgroup: %w", d.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Remove removes, deepest first, every cgroup Create made, and switches off
+// the controllers it enabled in a parent it did not make once no sibling
+// cgroup is left there. Cgroups must be empty; a few retries cover the
+// moment between a process's death and the kernel letting go of its cgroup.
+func (l *Level) Remove() error {
+	var errs []error
+	for i := len(l.Dirs) - 1; i >= 0; i-- {
+		d := l.Dirs[i]
+		for j := len(d.made) - 1; j >= 0; j-- {
+			if err := rmdir(d.made[j]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		d.made = nil
+		if len(d.enable) > 0 && !hasChildren(d.Parent) {
+			for _, c := range d.enable {
+				_ = WriteFile(d.Parent, "cgroup.subtree_control", "-"+c)
+			}
+		}
+		d.enable = nil
+	}
+	return errors.Join(errs...)
+}
+
+func rmdir(dir string) error {
+	var err error
+	for delay := time.Millisecond; delay < time.Second; delay *= 2 {
+		err = unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(delay)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+}
+
+func hasChildren(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			return true
+		}
+	}
+	return false
+}
+
+// Procs lists every process in dir and its descendants.
+func Procs(dir string) ([]int, error) {
+	var pids []int
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // a child cgroup removed while we walk
+			}
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		s, err := ReadFile(p, "cgroup.procs")
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, f := range strings.Fields(s) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		return nil
+	})
+	return pids, err
+}

@@ -1,0 +1,154 @@
+package cgroup
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Limits are the resource limits of a level, in host-neutral units.
+// Zero values mean "not set".
+type Limits struct {
+	Memory     int64     // bytes
+	CPUs       float64   // CPU quota in CPUs (1.5 = one and a half CPUs)
+	CPUWeight  uint64    // 1..10000, cgroup v2 scale
+	CpusetCPUs string    // a CPU list, "0-3,6"
+	CpusetMems string    // a memory node list
+	PidsMax    int64     // tasks
+	Set        []Setting // any other controller file
+}
+
+// Setting is one --set FILE=VALUE.
+type Setting struct {
+	File  string
+	Value string
+}
+
+// Write is one controller file to write on a level's outer cgroup (and
+// mirror on the inner one), in one hierarchy.
+type Write struct {
+	Hierarchy  int // index into the hierarchies given to Plan
+	Controller string
+	File       string
+	Value      string
+	Flag       string // the command-line flag it came from, for messages
+}
+
+// cfsPeriod is the CFS period used for --cpus, the kernel's default.
+const cfsPeriod = 100000
+
+// ControllerError says that the host does not offer a controller a limit needs.
+type ControllerError struct {
+	Flag       string
+	Controller string
+}
+
+func (e *ControllerError) Error() string {
+	return fmt.Sprintf("%s: the %s controller is not available here (not a mounted cgroup v1 hierarchy, not offered by cgroup v2)", e.Flag, e.Controller)
+}
+
+// Plan turns limits into file writes in the form each host layout needs.
+// v2Controllers lists what the unified hierarchy offers (its root's
+// cgroup.controllers); a controller bound to v2 is written there, else in
+// the v1 hierarchy that carries it.
+func Plan(l Limits, hs []Hierarchy, v2Controllers []string) ([]Write, error) {
+	p := planner{hs: hs, v2: map[string]bool{}}
+	for _, c := range v2Controllers {
+		p.v2[c] = true
+	}
+	if l.Memory > 0 {
+		p.add("--memory", "memory", "memory.max", "memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10))
+	}
+	if l.CPUs > 0 {
+		quota := int64(l.CPUs*cfsPeriod + 0.5)
+		if p.onV2("cpu") {
+			p.add("--cpus", "cpu", "cpu.max", "", fmt.Sprintf("%d %d", quota, cfsPeriod))
+		} else {
+			p.add("--cpus", "cpu", "", "cpu.cfs_period_us", strconv.Itoa(cfsPeriod))
+			p.add("--cpus", "cpu", "", "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
+		}
+	}
+	if l.CPUWeight > 0 {
+		v := strconv.FormatUint(l.CPUWeight, 10)
+		if !p.onV2("cpu") {
+			v = strconv.FormatUint(WeightToShares(l.CPUWeight), 10)
+		}
+		p.add("--cpu-weight", "cpu", "cpu.weight", "cpu.shares", v)
+	}
+	if l.CpusetCPUs != "" {
+		p.add("--cpuset-cpus", "cpuset", "cpuset.cpus", "cpuset.cpus", l.CpusetCPUs)
+	}
+	if l.CpusetMems != "" {
+		p.add("--cpuset-mems", "cpuset", "cpuset.mems", "cpuset.mems", l.CpusetMems)
+	}
+	if l.PidsMax > 0 {
+		p.add("--pids-max", "pids", "pids.max", "pids.max", strconv.FormatInt(l.PidsMax, 10))
+	}
+	for _, s := range l.Set {
+		c := SettingController(s.File)
+		flag := "--set " + s.File
+		if c == "cgroup" {
+			// Core v2 files (cgroup.max.depth ...) have no controller to find.
+			if i := p.index(func(h Hierarchy) bool { return h.V2() }); i >= 0 {
+				p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: s.File, Value: s.Value, Flag: flag})
+			} else if p.err == nil {
+				p.err = fmt.Errorf("%s: cgroup.* files belong to cgroup v2, which is not mounted here", flag)
+			}
+			continue
+		}
+		p.add(flag, c, s.File, s.File, s.Value)
+	}
+	return p.out, p.err
+}
+
+// SettingController is the controller a controller file belongs to: the
+// part of its name before the first dot.
+func SettingController(file string) string {
+	c, _, _ := strings.Cut(file, ".")
+	return c
+}
+
+// WeightToShares maps a cgroup v2 cpu.weight (1..10000) onto v1 cpu.shares
+// (2..262144), the inverse of the conversion runc and systemd use.
+func WeightToShares(w uint64) uint64 {
+	return 2 + ((w-1)*262142)/9999
+}
+
+type planner struct {
+	hs  []Hierarchy
+	v2  map[string]bool
+	out []Write
+	err error
+}
+
+func (p *planner) index(f func(Hierarchy) bool) int {
+	for i, h := range p.hs {
+		if f(h) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p *planner) onV2(c string) bool {
+	return p.v2[c] && p.index(func(h Hierarchy) bool { return h.V2() }) >= 0
+}
+
+// add plans a write of value to v2File on cgroup v2 or v1File on the v1
+// hierarchy with controller c; an empty name means the layout has no such file.
+func (p *planner) add(flag, c, v2File, v1File, value string) {
+	var i int
+	var file string
+	if p.onV2(c) {
+		i, file = p.index(func(h Hierarchy) bool { return h.V2() }), v2File
+	} else {
+		i, file = p.index(func(h Hierarchy) bool { return h.Has(c) }), v1File
+	}
+	if i < 0 || file == "" {
+		if p.err == nil {
+			p.err = &ControllerError{Flag: flag, Controller: c}
+		}
+		return
+	}
+	p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: file, Value: value, Flag: flag})
+}

@@ -1,0 +1,132 @@
+package level
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+)
+
+// DefaultRunDir is where levels are mirrored for the host.
+const DefaultRunDir = "/run/cl-unshare"
+
+// Config describes a level to start.
+type Config struct {
+	// Name names the level's cgroups and run directory; empty means a
+	// generated unique name.
+	Name string
+	// Argv is the command; it must not be empty.
+	Argv []string
+	// CgroupParent is a path relative to the launcher's own cgroup under
+	// which the level's cgroups are made ("" = the launcher's cgroup).
+	CgroupParent string
+	// RunDir replaces DefaultRunDir.
+	RunDir string
+	// Limits go on the level's outer cgroup before the command starts.
+	Limits cgroup.Limits
+	// Stdin, Stdout and Stderr default to the launcher's.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// FlagError is a configuration error that names the flag it came from.
+type FlagError struct {
+	Flag string
+	Err  error
+}
+
+func (e *FlagError) Error() string { return e.Flag + ": " + e.Err.Error() }
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// Validate checks the config and fills in defaults. It touches nothing.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		c.Name = generateName()
+	}
+	if err := ValidateName(c.Name); err != nil {
+		return &FlagError{"--name", err}
+	}
+	if len(c.Argv) == 0 || c.Argv[0] == "" {
+		return &FlagError{"command", fmt.Errorf("no command given")}
+	}
+	if c.RunDir == "" {
+		c.RunDir = DefaultRunDir
+	}
+	if !filepath.IsAbs(c.RunDir) {
+		return &FlagError{"--run-dir", fmt.Errorf("%q is not an absolute path", c.RunDir)}
+	}
+	c.RunDir = filepath.Clean(c.RunDir)
+	p, err := cleanParent(c.CgroupParent)
+	if err != nil {
+		return &FlagError{"--cgroup-parent", err}
+	}
+	c.CgroupParent = p
+	return validateLimits(&c.Limits)
+}
+
+func cleanParent(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	if strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q must be relative to the launcher's cgroup", p)
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%q escapes the launcher's cgroup", p)
+	}
+	for _, e := range strings.Split(c, "/") {
+		if e == cgroup.InnerName {
+			// A parent named like an inner cgroup could put a level's
+			// cgroups inside another level's namespace root.
+			return "", fmt.Errorf("%q: a path element may not be %q", p, cgroup.InnerName)
+		}
+	}
+	if c == "." {
+		return "", nil
+	}
+	return c, nil
+}
+
+func validateLimits(l *cgroup.Limits) error {
+	if l.Memory < 0 {
+		return &FlagError{"--memory", fmt.Errorf("invalid size %d", l.Memory)}
+	}
+	if l.CPUs < 0 {
+		return &FlagError{"--cpus", fmt.Errorf("invalid CPU quota %g", l.CPUs)}
+	}
+	if l.CPUWeight != 0 && (l.CPUWeight < 1 || l.CPUWeight > 10000) {
+		return &FlagError{"--cpu-weight", fmt.Errorf("invalid weight %d (use 1 to 10000)", l.CPUWeight)}
+	}
+	if l.PidsMax < 0 {
+		return &FlagError{"--pids-max", fmt.Errorf("invalid count %d", l.PidsMax)}
+	}
+	for _, pair := range []struct{ flag, v *string }{{ptr("--cpuset-cpus"), &l.CpusetCPUs}, {ptr("--cpuset-mems"), &l.CpusetMems}} {
+		if *pair.v == "" {
+			continue
+		}
+		n, err := ParseList(*pair.v)
+		if err != nil {
+			return &FlagError{*pair.flag, err}
+		}
+		*pair.v = n
+	}
+	for _, s := range l.Set {
+		if _, _, err := ParseSetting(s.File + "=" + s.Value); err != nil {
+			return &FlagError{"--set", err}
+		}
+	}
+	return nil
+}
+
+func ptr(s string) *string { return &s }
+
+func generateName() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return "level-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,90 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pid is the PID of the level's command (the init stage exec'd into it).
+func (l *Level) Pid() int { return l.cmd.Process.Pid }
+
+// Signal sends sig to the level's command.
+func (l *Level) Signal(sig os.Signal) error { return l.cmd.Process.Signal(sig) }
+
+// InnerCgroups lists the level's inner cgroup directory in every hierarchy,
+// keyed by hierarchy name ("cgroup2", "memory", "name=systemd").
+func (l *Level) InnerCgroups() map[string]string {
+	m := map[string]string{}
+	for _, d := range l.cgroups.Dirs {
+		m[d.Name()] = d.Inner
+	}
+	return m
+}
+
+// OuterCgroups lists the level's outer cgroup directory in every hierarchy.
+func (l *Level) OuterCgroups() map[string]string {
+	m := map[string]string{}
+	for _, d := range l.cgroups.Dirs {
+		m[d.Name()] = d.Outer
+	}
+	return m
+}
+
+// Wait waits for the command to exit, then tears the level down (Close).
+// It returns the command's wait status; err is about the teardown.
+func (l *Level) Wait() (syscall.WaitStatus, error) {
+	_ = l.cmd.Wait()
+	ws, _ := l.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ws, l.Close()
+}
+
+// ExitCode maps a wait status the way shells do: the code, or 128+signal.
+func ExitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// Close kills whatever is left in the level and removes its cgroups in
+// every hierarchy, its mirror mounts and its run directory. It is safe to
+// call more than once.
+func (l *Level) Close() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	if l.cgroups != nil {
+		if err := l.cgroups.Kill(); err != nil {
+			errs = append(errs, fmt.Errorf("kill level %s: %w", l.Name, err))
+		}
+	}
+	if l.cmd != nil && l.cmd.ProcessState == nil {
+		// Only on a failed start can the process be outside the cgroups.
+		_ = l.cmd.Process.Kill()
+		_ = l.cmd.Wait()
+	}
+	if l.fg {
+		restoreForeground()
+	}
+	for i := len(l.undo) - 1; i >= 0; i-- {
+		if err := l.undo[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restoreForeground takes the terminal back from the command's process
+// group, as a shell does when a job ends; SIGTTOU would stop us otherwise.
+func restoreForeground() {
+	signal.Ignore(unix.SIGTTOU)
+	defer signal.Reset(unix.SIGTTOU)
+	_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+}

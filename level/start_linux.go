@@ -1,0 +1,264 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/cl-unshare/cl-unshare/nsexec"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// StepError is a failure inside the new namespaces, with its errno.
+type StepError = nsexec.StepError
+
+// InUseError says a level of that name already exists.
+type InUseError struct {
+	Name string
+	Path string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("--name: level %q is already in use (%s exists); choose another name", e.Name, e.Path)
+}
+
+// Level is a started level.
+type Level struct {
+	Name     string
+	LevelDir string // RUN/levels/NAME on the host
+	cmd      *exec.Cmd
+	cgroups  *cgroup.Level
+	fg       bool
+	closed   bool
+	undo     []func() error
+}
+
+// Start validates cfg, builds the level and starts its command. When it
+// returns an error nothing of the level is left.
+func Start(cfg Config) (_ *Level, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name)}
+	defer func() {
+		if err != nil {
+			if cerr := l.Close(); cerr != nil {
+				err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
+			}
+		}
+	}()
+	infos, err := mounts.Current()
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	layout, err := hostLayout(infos)
+	if err != nil {
+		return nil, err
+	}
+	hs, writes, err := plan(infos, cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := nsexec.FailPoint("cgroups"); err != nil {
+		return nil, err
+	}
+	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes)
+	var exists *cgroup.ExistsError
+	if errors.As(err, &exists) {
+		return nil, &InUseError{Name: cfg.Name, Path: exists.Path}
+	} else if err != nil {
+		return nil, fmt.Errorf("create cgroups: %w", err)
+	}
+	l.undo = append(l.undo, l.cgroups.Remove)
+	levelFD, err := l.makeRunDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(levelFD)
+	if err := l.spawn(cfg, levelFD, layout); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func hostLayout(infos []*mountinfo.Info) (mounts.Layout, error) {
+	layout, err := mounts.LayoutFromMounts(infos)
+	if err != nil {
+		return layout, fmt.Errorf("cgroup layout: %w", err)
+	}
+	layout.Symlinks, err = mounts.ReadSymlinks(mounts.CgroupRoot)
+	if err != nil {
+		return layout, fmt.Errorf("cgroup layout: %w", err)
+	}
+	return layout, nil
+}
+
+func plan(infos []*mountinfo.Info, lim cgroup.Limits) ([]cgroup.Hierarchy, []cgroup.Write, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	hs, err := cgroup.Discover(f, infos)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find cgroups: %w", err)
+	}
+	var v2 []string
+	for _, h := range hs {
+		if h.V2() {
+			if v2, err = cgroup.Fields(h.Mount, "cgroup.controllers"); err != nil {
+				return nil, nil, fmt.Errorf("find cgroups: %w", err)
+			}
+		}
+	}
+	writes, err := cgroup.Plan(lim, hs, v2)
+	return hs, writes, err
+}
+
+// makeRunDir makes RUN/levels/NAME a shared tmpfs: the init stage joins
+// its peer group, so the cgroup mounts the level makes there show up here.
+// It returns an O_PATH fd of it for the init stage to join with.
+func (l *Level) makeRunDir(cfg Config) (int, error) {
+	if err := nsexec.FailPoint("run-dir"); err != nil {
+		return -1, err
+	}
+	if err := os.MkdirAll(filepath.Dir(l.LevelDir), 0o755); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	if err := os.Mkdir(l.LevelDir, 0o755); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return -1, &InUseError{Name: cfg.Name, Path: l.LevelDir}
+		}
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	l.undo = append(l.undo, func() error { return removeDir(l.LevelDir) })
+	if err := mounts.MountTmpfs(l.LevelDir); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	l.undo = append(l.undo, func() error { return detach(l.LevelDir) })
+	if err := mounts.MakeShared(l.LevelDir); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	fd, err := unix.Open(l.LevelDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("run directory: open %s: %w", l.LevelDir, err)
+	}
+	return fd, nil
+}
+
+func removeDir(dir string) error {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+func detach(dir string) error {
+	err := mounts.Detach(dir)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	return nil
+}
+
+// spawn starts the init stage in a new mount namespace, places it in the
+// level's cgroups (before it may create its cgroup namespace), releases
+// it, and waits until it has exec'd the command or failed.
+func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-child")
+	defer parent.Close()
+
+	stdin := orStd(cfg.Stdin, os.Stdin)
+	l.fg = isForeground(stdin)
+	cgroupFD := -1
+	if v2 := l.cgroups.V2(); v2 != nil {
+		cgroupFD, err = unix.Open(v2.Inner, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			child.Close()
+			return fmt.Errorf("open cgroup %s: %w", v2.Inner, err)
+		}
+		defer unix.Close(cgroupFD)
+	}
+	newCmd := func(intoCgroup bool) *exec.Cmd {
+		attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true, Pdeathsig: unix.SIGKILL}
+		// A command at a terminal gets the terminal's foreground, so Ctrl-C
+		// reaches it once, from the kernel, and not again from us.
+		if l.fg {
+			attr.Foreground, attr.Ctty = true, int(stdin.Fd())
+		}
+		if intoCgroup {
+			attr.UseCgroupFD, attr.CgroupFD = true, cgroupFD
+		}
+		return &exec.Cmd{
+			Path:        "/proc/self/exe",
+			Args:        []string{nsexec.Marker},
+			Stdin:       stdin,
+			Stdout:      orStd(cfg.Stdout, os.Stdout),
+			Stderr:      orStd(cfg.Stderr, os.Stderr),
+			ExtraFiles:  []*os.File{child, os.NewFile(uintptr(levelFD), "level-dir")},
+			SysProcAttr: attr,
+		}
+	}
+	intoCgroup := cgroupFD >= 0
+	cmd := newCmd(intoCgroup)
+	// Pdeathsig follows the thread that forks: keep it until the init
+	// stage has exec'd (it clears the signal just before).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = nsexec.FailPoint("spawn")
+	if err == nil {
+		err = cmd.Start()
+		if err != nil && intoCgroup {
+			// Kernels before 5.7 have no CLONE_INTO_CGROUP; join by hand.
+			intoCgroup = false
+			cmd = newCmd(false)
+			err = cmd.Start()
+		}
+	}
+	child.Close()
+	if err != nil {
+		return fmt.Errorf("start init stage: %w", err)
+	}
+	l.cmd = cmd
+	if err := l.cgroups.Join(cmd.Process.Pid, intoCgroup); err != nil {
+		return err
+	}
+	if err := nsexec.FailPoint("release"); err != nil {
+		return err
+	}
+	if err := nsexec.SendConfig(parent, &nsexec.Config{
+		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
+	}); err != nil {
+		return err
+	}
+	err = nsexec.Wait(parent)
+	if errors.Is(err, nsexec.ErrDied) {
+		// The child end is closed; the init stage is gone or going.
+		_ = cmd.Wait()
+		return fmt.Errorf("%w: %v", err, cmd.ProcessState)
+	}
+	return err
+}
+
+func orStd(f, std *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return std
+}
+
+func isForeground(f *os.File) bool {
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}

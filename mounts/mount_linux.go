@@ -1,0 +1,162 @@
+package mounts
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// Error is a failed mount syscall, with everything needed to say which.
+type Error struct {
+	Op     string
+	Source string
+	Target string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Source != "" {
+		return fmt.Sprintf("%s %s on %s: %v", e.Op, e.Source, e.Target, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %v", e.Op, e.Target, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func mount(op, source, target, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		return &Error{Op: op, Source: source, Target: target, Err: err}
+	}
+	return nil
+}
+
+// Current reads this thread's mount table. /proc/thread-self, not
+// /proc/self: after unshare(CLONE_NEWNS) on one thread the thread-group
+// leader may still be in the old namespace.
+func Current() ([]*mountinfo.Info, error) {
+	f, err := os.Open("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Parse(f)
+}
+
+// MountTmpfs mounts a small tmpfs at dir.
+func MountTmpfs(dir string) error {
+	return mount("mount tmpfs", "cl-unshare", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=64k")
+}
+
+// MakeShared puts the mount at dir in a peer group of its own (or keeps its
+// group if it has one).
+func MakeShared(dir string) error {
+	return mount("make shared", "", dir, "", unix.MS_SHARED, "")
+}
+
+// MakePrivate takes the mount at dir out of any peer group.
+func MakePrivate(dir string) error {
+	return mount("make private", "", dir, "", unix.MS_PRIVATE, "")
+}
+
+// SlaveAll makes every mount of this namespace a slave: host mounts still
+// arrive, nothing made here goes back.
+func SlaveAll() error {
+	return mount("make rslave", "", "/", "", unix.MS_REC|unix.MS_SLAVE, "")
+}
+
+// JoinGroup makes the private mount at dir a peer of the mount open as fd
+// (an O_PATH fd, possibly of another mount namespace). Linux 5.15.
+func JoinGroup(fd int, dir string) error {
+	err := unix.MoveMount(fd, "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_SET_GROUP)
+	if err != nil {
+		return &Error{Op: "join peer group of", Target: dir, Err: err}
+	}
+	return nil
+}
+
+// Move moves the mount at from to to.
+func Move(from, to string) error {
+	return mount("move mount", from, to, "", unix.MS_MOVE, "")
+}
+
+// BindTree bind-mounts src and everything below it at dst. A shared src
+// makes dst its peer, which is how a level's /sys/fs/cgroup stays mirrored.
+func BindTree(src, dst string) error {
+	return mount("bind", src, dst, "", unix.MS_BIND|unix.MS_REC, "")
+}
+
+// Detach lazily unmounts dir and every mount below it.
+func Detach(dir string) error {
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return &Error{Op: "unmount", Target: dir, Err: err}
+	}
+	return nil
+}
+
+// DetachMatching detaches, deepest first, every mount for which keep is
+// false. Mounts already gone with a parent's detach are skipped.
+func DetachMatching(infos []*mountinfo.Info, drop func(*mountinfo.Info) bool) error {
+	var dirs []string
+	for _, m := range infos {
+		if drop(m) {
+			dirs = append(dirs, m.Mountpoint)
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		err := Detach(d)
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Build mounts a fresh copy of layout at dir. Called inside a new cgroup
+// namespace, every cgroupfs is rooted at that namespace's root. The caller
+// undoes a failure by detaching dir.
+func Build(l Layout, dir string) error {
+	for _, fs := range l.FS {
+		target := filepath.Join(dir, fs.Dir)
+		if fs.Dir != "" {
+			if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				return err
+			}
+		}
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		if err := mount("mount "+fs.Type, fs.Type, target, fs.Type, flags, fs.Data); err != nil {
+			return err
+		}
+	}
+	for _, s := range l.Symlinks {
+		if err := os.Symlink(s.Target, filepath.Join(dir, s.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadSymlinks lists the symlinks directly in dir (cpu -> cpu,cpuacct).
+func ReadSymlinks(dir string) ([]Symlink, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Symlink
+	for _, e := range ents {
+		if e.Type()&os.ModeSymlink == 0 {
+			continue
+		}
+		t, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Symlink{Name: e.Name(), Target: t})
+	}
+	return out, nil
+}

@@ -1,0 +1,173 @@
+package nsexec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	// Namespaces are per thread: pin main to the main thread for the whole
+	// init stage, so every unshare, mount and the final execve share it.
+	if IsInit() {
+		runtime.LockOSThread()
+	}
+}
+
+// IsInit reports whether this process is the re-executed init stage.
+func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == Marker }
+
+// Main runs the init stage. It never returns: it execs the command or exits.
+func Main() {
+	sync := os.NewFile(SyncFD, "sync")
+	// ExtraFiles arrive without close-on-exec; the launcher learns that
+	// execve succeeded from the EOF this flag produces.
+	unix.CloseOnExec(SyncFD)
+	unix.CloseOnExec(LevelFD)
+	c, err := readConfig(sync)
+	if err != nil {
+		reportError(sync, StepConfig, err)
+		os.Exit(125)
+	}
+	step, err := run(c)
+	if err == nil {
+		step, err = StepExec, execCommand(sync, c.Argv)
+	}
+	reportError(sync, step, err)
+	os.Exit(125)
+}
+
+func run(c *Config) (string, error) {
+	steps := []struct {
+		name string
+		do   func(*Config) error
+	}{
+		{StepCgroupNS, unshareCgroupNS},
+		{StepPropagation, func(c *Config) error { return propagation(c.LevelDir) }},
+		{StepHide, hide},
+		{StepRunDir, func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) }},
+		{StepCgroupMount, cgroupMounts},
+	}
+	for _, s := range steps {
+		if err := FailPoint(s.name); err != nil {
+			return s.name, err
+		}
+		if err := s.do(c); err != nil {
+			return s.name, err
+		}
+	}
+	return "", FailPoint(StepExec)
+}
+
+func unshareCgroupNS(*Config) error {
+	// The launcher put us in the level's cgroups in every hierarchy, so the
+	// new namespace is rooted at the inner cgroup everywhere.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
+	}
+	return nil
+}
+
+// propagation makes every mount a slave, so host mounts still arrive and
+// nothing made here leaks out, then puts the level's run directory back
+// in the host's peer group: the one way out, for cgroup mounts.
+func propagation(levelDir string) error {
+	if err := mounts.SlaveAll(); err != nil {
+		return err
+	}
+	if err := mounts.MakePrivate(levelDir); err != nil {
+		return err
+	}
+	err := mounts.JoinGroup(LevelFD, levelDir)
+	unix.Close(LevelFD)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("%w (MOVE_MOUNT_SET_GROUP needs Linux 5.15 or later)", err)
+	}
+	return err
+}
+
+// hide detaches every cgroup filesystem inherited from the host (they
+// show its whole tree) and everything under the run directory other than
+// this level's own (siblings, and a parent level's mirror).
+func hide(c *Config) error {
+	infos, err := mounts.Current()
+	if err != nil {
+		return err
+	}
+	return mounts.DetachMatching(infos, func(m *mountinfo.Info) bool {
+		if mounts.Under(m.Mountpoint, c.LevelDir) {
+			return false
+		}
+		return m.FSType == "cgroup" || m.FSType == "cgroup2" ||
+			m.Mountpoint == mounts.CgroupRoot ||
+			(mounts.Under(m.Mountpoint, c.RunDir) && m.Mountpoint != c.RunDir)
+	})
+}
+
+// cgroupMounts builds the host's layout at RUN/cgroup, where it propagates
+// to the host, and binds it at /sys/fs/cgroup as a peer of that.
+func cgroupMounts(c *Config) error {
+	mirror := filepath.Join(c.RunDir, "cgroup")
+	if err := os.Mkdir(mirror, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := mounts.Build(c.Layout, mirror); err != nil {
+		return err
+	}
+	return mounts.BindTree(mirror, mounts.CgroupRoot)
+}
+
+// execCommand looks the command up first, so "not found" is a start error
+// the launcher maps to 127, then tells the launcher and execs.
+func execCommand(sync *os.File, argv []string) error {
+	path, err := lookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	if err := send(sync, message{Type: "exec"}); err != nil {
+		return err
+	}
+	// The launcher's death must not take a running level with it.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	os.Unsetenv(FailEnv)
+	err = unix.Exec(path, argv, os.Environ())
+	return fmt.Errorf("%s: %w", argv[0], err)
+}
+
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		st, err := os.Stat(name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, unwrap(err))
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%s: %w", name, unix.EACCES)
+		}
+		return name, nil
+	}
+	p, err := exec.LookPath(name)
+	if errors.Is(err, exec.ErrNotFound) {
+		return "", fmt.Errorf("%s: executable file not found in $PATH: %w", name, unix.ENOENT)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, unwrap(err))
+	}
+	return p, nil
+}
+
+func unwrap(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,161 @@
+package nsexec
+
+// The protocol, one message per SOCK_SEQPACKET packet, JSON encoded:
+//
+//	launcher                                init stage (fd 3)
+//	clone(CLONE_NEWNS [, INTO_CGROUP]) ───▶ starts, waits for its config
+//	joins the child to v1 (and v2) cgroups
+//	config ───────────────────────────────▶ unshare cgroupns, propagation,
+//	                                        cgroup mounts, look up command
+//	                              ◀──────── {"exec"}  just before execve
+//	                              ◀──────── {"error"} a step failed; exits
+//	EOF (socket is close-on-exec) ◀──────── execve succeeded, or died
+//
+// "exec" then EOF means CMD runs; EOF without "exec" means the init stage
+// died, and the launcher reports its wait status instead of "EOF".
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/cl-unshare/cl-unshare/mounts"
+)
+
+// Marker is argv[0] of the re-executed launcher: the dispatch key.
+const Marker = "cl-unshare [init]"
+
+// File descriptors the init stage inherits.
+const (
+	SyncFD  = 3 // SOCK_SEQPACKET to the launcher
+	LevelFD = 4 // O_PATH of the host's RUN/levels/NAME, to join its peer group
+)
+
+// Config is everything the init stage needs, sent as one message.
+type Config struct {
+	Name     string        `json:"name"`
+	RunDir   string        `json:"run_dir"`   // RUN as the launcher sees it
+	LevelDir string        `json:"level_dir"` // RUN/levels/NAME, a shared mount
+	Layout   mounts.Layout `json:"layout"`    // the host's /sys/fs/cgroup, to rebuild
+	Argv     []string      `json:"argv"`
+}
+
+// Steps of the init stage, as they appear in messages.
+const (
+	StepConfig      = "read config"
+	StepCgroupNS    = "unshare cgroup namespace"
+	StepPropagation = "mount propagation"
+	StepHide        = "hide host mounts"
+	StepRunDir      = "run directory"
+	StepCgroupMount = "cgroup mounts"
+	StepExec        = "exec"
+)
+
+type message struct {
+	Type  string `json:"type"` // "exec" or "error"
+	Step  string `json:"step,omitempty"`
+	Errno int    `json:"errno,omitempty"`
+	Text  string `json:"text,omitempty"`
+}
+
+// StepError is a failure of the init stage, rebuilt in the launcher with
+// its errno so errors.Is(err, unix.ENOENT) works there too.
+type StepError struct {
+	Step  string
+	Errno syscall.Errno
+	Text  string
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Text }
+
+func (e *StepError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// Send writes one message.
+func send(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// SendConfig releases the init stage.
+func SendConfig(w io.Writer, c *Config) error {
+	if err := send(w, c); err != nil {
+		return fmt.Errorf("send config to init stage: %w", err)
+	}
+	return nil
+}
+
+func readMessage(r io.Reader, v any) error {
+	buf := make([]byte, 1<<20)
+	n, err := r.Read(buf)
+	if n == 0 && err == nil {
+		return io.EOF
+	}
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(buf[:n], v)
+}
+
+// ErrDied means the init stage went away without saying why; the caller
+// adds its wait status.
+var ErrDied = errors.New("init stage exited before exec")
+
+// Wait reads the init stage's reports until EOF. It returns nil once the
+// command was exec'd, a *StepError for a reported failure, or ErrDied.
+func Wait(r io.Reader) error {
+	execd := false
+	for {
+		var m message
+		err := readMessage(r, &m)
+		if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+			if execd {
+				return nil
+			}
+			return ErrDied
+		}
+		if err != nil {
+			return fmt.Errorf("read from init stage: %w", err)
+		}
+		switch m.Type {
+		case "exec":
+			execd = true
+		case "error":
+			return &StepError{Step: m.Step, Errno: syscall.Errno(m.Errno), Text: m.Text}
+		default:
+			return fmt.Errorf("init stage sent an unknown message %q", m.Type)
+		}
+	}
+}
+
+// reportError sends a step's failure, keeping the errno.
+func reportError(w io.Writer, step string, err error) {
+	m := message{Type: "error", Step: step, Text: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		m.Errno = int(errno)
+	}
+	_ = send(w, m)
+}
+
+func readConfig(r io.Reader) (*Config, error) {
+	var c Config
+	if err := readMessage(r, &c); err != nil {
+		return nil, err
+	}
+	if c.LevelDir == "" || c.RunDir == "" || len(c.Argv) == 0 {
+		return nil, errors.New("incomplete config")
+	}
+	return &c, nil
+}
