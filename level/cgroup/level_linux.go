@@ -274,7 +274,7 @@ func (l *Level) Remove() error {
 	for i := len(l.Dirs) - 1; i >= 0; i-- {
 		d := l.Dirs[i]
 		for j := len(d.made) - 1; j >= 0; j-- {
-			if err := rmdir(d.made[j]); err != nil {
+			if err := rmdirTree(d.made[j]); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -287,6 +287,26 @@ func (l *Level) Remove() error {
 		d.enable = nil
 	}
 	return errors.Join(errs...)
+}
+
+// rmdirTree removes dir and the cgroups below it (the ones the level made
+// for itself), deepest first. cgroupfs has no symlinks to follow.
+func rmdirTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove cgroup %s: %w", dir, unwrapPath(err))
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := rmdirTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return rmdir(dir)
 }
 
 func rmdir(dir string) error {

@@ -1,0 +1,183 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+)
+
+// Item 1: outer and inner cgroups in cgroup v2 and every v1 hierarchy,
+// under the launcher's cgroup (here: the test parent), cpuset joinable.
+func TestCgroupsInEveryHierarchy(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, nil, script("echo $$ > "+dir+"/pid", "sleep 600")...)
+	pid := pidOf(t, l, dir+"/pid")
+	seen := procCgroups(t, pid)
+	hs := hierarchies(t)
+	for _, h := range hs {
+		o := outer(h, l.name)
+		in := filepath.Join(o, cgroup.InnerName)
+		for _, d := range []string{o, in} {
+			if st, err := os.Stat(d); err != nil || !st.IsDir() {
+				t.Errorf("%s: cgroup %s missing: %v", h.Name(), d, err)
+			}
+		}
+		// The host sees CMD in PARENT/NAME/level of this hierarchy.
+		want := filepath.Join(h.Path, testParent, l.name, cgroup.InnerName)
+		if got := seen[h.Name()]; got != want {
+			t.Errorf("%s: CMD is in %q, want %q", h.Name(), got, want)
+		}
+		if !h.V2() && h.Has("cpuset") {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if v := mustRead(t, filepath.Join(in, f)); v == "" {
+					t.Errorf("inner %s is empty: tasks could not join", f)
+				}
+			}
+		}
+	}
+	if len(hs) < 2 && hierarchy(t, "cgroup2") == nil {
+		t.Fatalf("found no hierarchy")
+	}
+	t.Logf("level %s in %d hierarchies", l.name, len(hs))
+}
+
+// Item 1: --cgroup-parent chooses where, relative to the launcher's cgroup.
+func TestCgroupParent(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, nil, append([]string{"--cgroup-parent", testParent + "/deeper/still"},
+		script("echo $$ > "+dir+"/pid", "sleep 600")...)...)
+	pid := pidOf(t, l, dir+"/pid")
+	for name, p := range procCgroups(t, pid) {
+		h := hierarchy(t, name)
+		if h == nil {
+			continue
+		}
+		want := filepath.Join(h.Path, testParent, "deeper/still", l.name, cgroup.InnerName)
+		if p != want {
+			t.Errorf("%s: CMD in %s, want %s", name, p, want)
+		}
+	}
+	l.stop(t)
+}
+
+func TestCgroupParentEscapes(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, p := range []string{"..", "../x", "a/../../b", "/abs"} {
+		r := clu(t, "--cgroup-parent", p, "--", "true")
+		// clu adds the test parent first; the later flag wins.
+		if r.code != 125 || !strings.Contains(r.stderr, "--cgroup-parent") {
+			t.Errorf("--cgroup-parent %q: code %d, stderr %q; want 125 naming the flag", p, r.code, r.stderr)
+		}
+	}
+}
+
+// Item 2: a cgroup namespace rooted at the inner cgroup in every hierarchy,
+// and mount and cgroup namespaces of its own.
+func TestNamespaces(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	r := clu(t, script("cat /proc/self/cgroup", "echo ns", "readlink /proc/self/ns/cgroup /proc/self/ns/mnt")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	cg, ns, _ := strings.Cut(r.stdout, "ns\n")
+	lines := strings.Split(strings.TrimSpace(cg), "\n")
+	if len(lines) < 1 {
+		t.Fatal("no /proc/self/cgroup lines")
+	}
+	for _, line := range lines {
+		if !strings.HasSuffix(line, ":/") {
+			t.Errorf("/proc/self/cgroup line %q does not end in :/", line)
+		}
+	}
+	links := strings.Fields(ns)
+	mine := []string{readlink(t, "/proc/self/ns/cgroup"), readlink(t, "/proc/self/ns/mnt")}
+	if len(links) != 2 {
+		t.Fatalf("namespace links: %q", ns)
+	}
+	for i := range links {
+		if links[i] == mine[i] {
+			t.Errorf("level shares namespace %s with the launcher", links[i])
+		}
+	}
+}
+
+func readlink(t *testing.T, p string) string {
+	s, err := os.Readlink(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Item 3: a fresh /sys/fs/cgroup of the host's layout, every mount rooted
+// at the level's inner cgroup; no host cgroup path readable.
+func TestFreshSysFsCgroup(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	host := layoutOf(mountLines(t, "self"))
+	r := clu(t, script("cat /proc/self/mountinfo")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var inside []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		fs := strings.Fields(line)
+		sep := 0
+		for i, f := range fs {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		inside = append(inside, fs[4]+" "+fs[sep+1]+" "+fs[3])
+	}
+	got := layoutOf(inside)
+	if fmt.Sprint(got) != fmt.Sprint(host) {
+		t.Errorf("layout inside:\n%v\nhost's:\n%v", got, host)
+	}
+	for _, m := range inside {
+		f := strings.Fields(m)
+		if (f[1] == "cgroup" || f[1] == "cgroup2") && f[2] != "/" {
+			t.Errorf("cgroup mount %s shows %s, not the level's root", f[0], f[2])
+		}
+	}
+	// The launcher's own cgroups (the test's) must not be reachable.
+	for _, h := range hierarchies(t) {
+		if h.Path == "/" {
+			continue
+		}
+		rel := strings.TrimPrefix(h.Dir(h.Path), h.Mount)
+		p := filepath.Join("/sys/fs/cgroup", filepath.Base(h.Mount), rel)
+		r := clu(t, "--", "/bin/sh", "-c", "test -e "+p+" && echo visible || echo hidden")
+		if strings.TrimSpace(r.stdout) != "hidden" {
+			t.Errorf("host cgroup %s readable inside the level: %q %s", p, r.stdout, r.stderr)
+		}
+	}
+}
+
+// layoutOf keeps what defines a cgroup layout: the mounts at and directly
+// under /sys/fs/cgroup, with their types.
+func layoutOf(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		rel := strings.TrimPrefix(f[0], "/sys/fs/cgroup")
+		if rel == f[0] || strings.Count(rel, "/") > 1 {
+			continue
+		}
+		out = append(out, rel+" "+f[1])
+	}
+	sort.Strings(out)
+	return out
+}

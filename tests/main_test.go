@@ -1,0 +1,451 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"golang.org/x/sys/unix"
+)
+
+// bin is the cl-unshare binary under test, built once by TestMain.
+var bin string
+
+// testParent is the cgroup, relative to this test process's own, under
+// which every level of this run is made (created and removed by cl-unshare).
+var testParent = fmt.Sprintf("clu-test-%d", os.Getpid())
+
+const runDir = "/run/cl-unshare"
+
+func TestMain(m *testing.M) {
+	if h := os.Getenv("CLU_HELPER"); h != "" {
+		os.Exit(helper(h, os.Args[1:]))
+	}
+	if b := os.Getenv("CL_UNSHARE_BIN"); b != "" {
+		bin = b
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "cl-unshare-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	bin = filepath.Join(dir, "cl-unshare")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/cl-unshare")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cl-unshare:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// helper runs inside levels as CMD: the test binary with CLU_HELPER set.
+func helper(name string, args []string) int {
+	switch name {
+	case "hog": // hog MB: allocate and touch MB mebibytes
+		mb, _ := strconv.Atoi(args[0])
+		b := make([]byte, mb<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		fmt.Println("survived", len(b)>>20)
+		return 0
+	case "forker": // forker N: start up to N sleeping children, report how many
+		n, _ := strconv.Atoi(args[0])
+		var kids []*exec.Cmd
+		for i := 0; i < n; i++ {
+			c := exec.Command("sleep", "30")
+			if c.Start() != nil {
+				break
+			}
+			kids = append(kids, c)
+		}
+		fmt.Printf("forked=%d\n", len(kids))
+		for _, c := range kids {
+			c.Process.Kill()
+			c.Wait()
+		}
+		return 0
+	case "ticker": // ticker FILE: write a growing counter to FILE
+		for n := 0; ; n++ {
+			os.WriteFile(args[0]+".tmp", []byte(strconv.Itoa(n)), 0o644)
+			os.Rename(args[0]+".tmp", args[0])
+			time.Sleep(5 * time.Millisecond)
+		}
+	case "trap": // trap SIGNUM READYFILE: exit 100+SIGNUM on that signal
+		n, _ := strconv.Atoi(args[0])
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.Signal(n))
+		os.WriteFile(args[1], []byte("ready"), 0o644)
+		s := <-c
+		return 100 + int(s.(syscall.Signal))
+	}
+	fmt.Fprintln(os.Stderr, "unknown helper", name)
+	return 2
+}
+
+// requires skips (or, in CI, fails) a test whose needs are not met.
+func requires(t *testing.T, needs ...string) {
+	t.Helper()
+	for _, n := range needs {
+		var missing string
+		switch n {
+		case "root":
+			if os.Geteuid() != 0 {
+				missing = "root (run the tests as root: sudo make test)"
+			}
+		case "cgroupns":
+			if _, err := os.Stat("/proc/self/ns/cgroup"); err != nil {
+				missing = "cgroup namespaces (Linux 4.6+ with CONFIG_CGROUPS)"
+			}
+		case "cgroup2":
+			if hierarchy(t, "cgroup2") == nil {
+				missing = "a mounted cgroup2 hierarchy"
+			}
+		case "freezer":
+			if hierarchy(t, "freezer") == nil {
+				missing = "the v1 freezer hierarchy"
+			}
+		case "v1":
+			if len(hierarchies(t)) < 2 && hierarchy(t, "cgroup2") != nil {
+				missing = "cgroup v1 hierarchies (a hybrid or legacy host)"
+			}
+		case "2cpus":
+			if runtime.NumCPU() < 2 {
+				missing = "at least 2 CPUs"
+			}
+		default:
+			t.Fatalf("requires: unknown requirement %q (a test bug)", n)
+		}
+		if missing != "" {
+			if os.Getenv("CL_UNSHARE_NO_SKIP") != "" {
+				t.Fatalf("needs %s, and CL_UNSHARE_NO_SKIP forbids skipping", missing)
+			}
+			t.Skipf("needs %s", missing)
+		}
+	}
+}
+
+func hierarchies(t *testing.T) []cgroup.Hierarchy {
+	t.Helper()
+	infos, err := mounts.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hs, err := cgroup.Discover(f, infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+// hierarchy finds a hierarchy by its name ("cgroup2", "memory", "name=systemd").
+func hierarchy(t *testing.T, name string) *cgroup.Hierarchy {
+	for _, h := range hierarchies(t) {
+		if h.Name() == name || (!h.V2() && h.Has(name)) {
+			return &h
+		}
+	}
+	return nil
+}
+
+// outer is a level's outer cgroup directory in hierarchy h.
+func outer(h cgroup.Hierarchy, name string) string {
+	return h.Dir(filepath.Join(h.Path, testParent, name))
+}
+
+// snapshot is what a level may leave behind on the host: mounts under the
+// run directory or of cgroup type, the cgroup tree below this process's own
+// cgroups, and the run directory's entries.
+func snapshot(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	infos, err := mounts.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range infos {
+		if strings.Contains(m.Mountpoint, "cl-unshare") || m.FSType == "cgroup" || m.FSType == "cgroup2" || m.Source == "cl-unshare" {
+			out = append(out, "mount "+m.Mountpoint+" "+m.FSType+" "+m.Root)
+		}
+	}
+	for _, h := range hierarchies(t) {
+		base := h.Dir(h.Path)
+		filepath.WalkDir(base, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() && p != base {
+				out = append(out, "cgroup "+p)
+			}
+			return nil
+		})
+	}
+	ents, _ := os.ReadDir(filepath.Join(runDir, "levels"))
+	for _, e := range ents {
+		out = append(out, "run "+e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// noLeaks checks at the end of the test that the host looks as it did
+// at its start.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := snapshot(t)
+	t.Cleanup(func() {
+		after := snapshot(t)
+		if d := diff(before, after); d != "" {
+			t.Errorf("left behind on the host:\n%s", d)
+		}
+	})
+}
+
+func diff(before, after []string) string {
+	had := map[string]bool{}
+	for _, s := range before {
+		had[s] = true
+	}
+	var b strings.Builder
+	for _, s := range after {
+		if !had[s] {
+			fmt.Fprintf(&b, "  + %s\n", s)
+		}
+	}
+	now := map[string]bool{}
+	for _, s := range after {
+		now[s] = true
+	}
+	for _, s := range before {
+		if !now[s] {
+			fmt.Fprintf(&b, "  - %s\n", s)
+		}
+	}
+	return b.String()
+}
+
+// result is a finished cl-unshare run.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// clu runs cl-unshare to completion with the test parent cgroup.
+func clu(t *testing.T, args ...string) result {
+	t.Helper()
+	l := start(t, nil, args...)
+	return l.wait(t)
+}
+
+// level is a running cl-unshare.
+type level struct {
+	name   string
+	parent string
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+var nameSeq int
+
+// start starts cl-unshare in the background. args may hold --name; if not,
+// one is added. Cleanup kills whatever is still running, through the
+// level's own cgroup, so even a failed test leaves nothing.
+func start(t *testing.T, env []string, args ...string) *level {
+	t.Helper()
+	l := &level{done: make(chan struct{}), parent: testParent}
+	full := []string{"--cgroup-parent", testParent}
+	for i, a := range args {
+		if a == "--name" && i+1 < len(args) {
+			l.name = args[i+1]
+		}
+		if a == "--cgroup-parent" && i+1 < len(args) {
+			l.parent = args[i+1]
+		}
+		if a == "--" {
+			break
+		}
+	}
+	if l.name == "" {
+		nameSeq++
+		l.name = fmt.Sprintf("t%d-%d", os.Getpid(), nameSeq)
+		full = append(full, "--name", l.name)
+	}
+	l.cmd = exec.Command(bin, append(full, args...)...)
+	l.cmd.Env = append(os.Environ(), env...)
+	l.cmd.Stdout, l.cmd.Stderr = &l.stdout, &l.stderr
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() { l.stop(t) })
+	return l
+}
+
+func (l *level) running() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop kills a level that is still running (a failed test's), first
+// through its cgroups so the supervisor cleans up as after a normal exit.
+func (l *level) stop(t *testing.T) {
+	if !l.running() {
+		return
+	}
+	for _, h := range hierarchies(t) {
+		dir := h.Dir(filepath.Join(h.Path, l.parent, l.name, cgroup.InnerName))
+		if h.V2() {
+			cgroup.WriteFile(dir, "cgroup.kill", "1")
+		}
+		if pids, err := cgroup.Procs(dir); err == nil {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGKILL)
+			}
+		}
+	}
+	select {
+	case <-l.done:
+	case <-time.After(5 * time.Second):
+		// Not where we looked: let the supervisor forward a SIGTERM.
+		l.cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-l.done:
+			return
+		case <-time.After(5 * time.Second):
+		}
+		l.cmd.Process.Kill()
+		t.Errorf("level %s did not stop", l.name)
+	}
+}
+
+func (l *level) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-l.done:
+	case <-time.After(60 * time.Second):
+		l.stop(t)
+		t.Fatalf("cl-unshare %s did not exit within 60s; stderr: %s", l.name, l.stderr.String())
+	}
+	return result{code: l.cmd.ProcessState.ExitCode(), stdout: l.stdout.String(), stderr: l.stderr.String()}
+}
+
+// waitFile waits until path exists and returns its content.
+func waitFile(t *testing.T, l *level, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil {
+			return string(b)
+		}
+		if l != nil && !l.running() {
+			t.Fatalf("level %s exited before writing %s: %s%s", l.name, path, l.stdout.String(), l.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", path)
+	return ""
+}
+
+// pidOf waits for the pid file a level's script writes ("echo $$ > F").
+func pidOf(t *testing.T, l *level, path string) int {
+	t.Helper()
+	for {
+		s := strings.TrimSpace(waitFile(t, l, path))
+		if n, err := strconv.Atoi(s); err == nil {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// procCgroups reads /proc/PID/cgroup as hierarchy name -> path.
+func procCgroups(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ms, err := cgroup.ParseProcCgroup(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range ms {
+		k := "cgroup2"
+		if m.ID != 0 {
+			k = strings.Join(m.Controllers, ",")
+		}
+		out[k] = m.Path
+	}
+	return out
+}
+
+// mountLines reads a mount table as "MOUNTPOINT FSTYPE ROOT" lines.
+func mountLines(t *testing.T, pid string) []string {
+	t.Helper()
+	f, err := os.Open("/proc/" + pid + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fs := strings.Fields(s.Text())
+		sep := 0
+		for i, f := range fs {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		out = append(out, fs[4]+" "+fs[sep+1]+" "+fs[3])
+	}
+	return out
+}
+
+func script(lines ...string) []string {
+	return []string{"--", "/bin/sh", "-c", strings.Join(lines, "\n")}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func isErrno(err error, e syscall.Errno) bool { return errors.Is(err, e) }
+
+var _ = context.Background
