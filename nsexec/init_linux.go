@@ -58,6 +58,10 @@ func run(c *Config) (string, error) {
 		{StepCgroupMount, cgroupMounts},
 	}
 	for _, s := range steps {
+		if os.Getenv(FailEnv) == "crash:"+s.name {
+			// Die without a word, as a crash would, to test the launcher.
+			unix.Kill(os.Getpid(), unix.SIGKILL)
+		}
 		if err := FailPoint(s.name); err != nil {
 			return s.name, err
 		}

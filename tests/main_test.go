@@ -325,6 +325,9 @@ func (l *level) stop(t *testing.T) {
 		if h.V2() {
 			cgroup.WriteFile(dir, "cgroup.kill", "1")
 		}
+		if !h.V2() && h.Has("freezer") {
+			cgroup.WriteFile(dir, "freezer.state", "THAWED")
+		}
 		if pids, err := cgroup.Procs(dir); err == nil {
 			for _, p := range pids {
 				unix.Kill(p, unix.SIGKILL)

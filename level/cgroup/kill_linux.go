@@ -24,6 +24,8 @@ func (l *Level) Kill() error {
 			if err := WriteFile(d.Outer, "cgroup.kill", "1"); err != nil {
 				return err
 			}
+			// A task frozen by the v1 freezer cannot die until thawed.
+			l.thawV1()
 			return waitEmpty(d.Outer)
 		}
 	}
@@ -43,6 +45,21 @@ func (l *Level) Kill() error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("processes are still left in %s after %s", dir, killTimeout)
+}
+
+// thawV1 thaws every v1 freezer cgroup of the level, nested ones too.
+func (l *Level) thawV1() {
+	for _, d := range l.Dirs {
+		if d.V2() || !d.Has("freezer") {
+			continue
+		}
+		_ = filepath.WalkDir(d.Outer, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				_ = WriteFile(p, "freezer.state", "THAWED")
+			}
+			return nil
+		})
+	}
 }
 
 func killAll(pids []int) {

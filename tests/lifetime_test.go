@@ -1,0 +1,199 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var syscallUSR1 = syscall.SIGUSR1
+
+// Item 8: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+// sent to the launcher reach CMD.
+func TestSignalsForwarded(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	self, _ := os.Executable()
+	for _, sig := range []syscall.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT,
+		unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			noLeaks(t)
+			ready := filepath.Join(t.TempDir(), "ready")
+			l := start(t, []string{"CLU_HELPER=trap"}, "--", self, strconv.Itoa(int(sig)), ready)
+			waitFile(t, l, ready)
+			l.cmd.Process.Signal(sig)
+			if r := l.wait(t); r.code != 100+int(sig) {
+				t.Errorf("exit %d, want %d (CMD got %v): %s", r.code, 100+int(sig), sig, r.stderr)
+			}
+		})
+	}
+}
+
+// Item 8: CMD's exit code, or 128+N when it died of signal N.
+func TestExitStatus(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	if r := clu(t, "--", "/bin/sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("exit 7 gave %d: %s", r.code, r.stderr)
+	}
+	if r := clu(t, "--", "/bin/sh", "-c", "kill -TERM $$"); r.code != 128+15 {
+		t.Errorf("death by SIGTERM gave %d, want 143: %s", r.code, r.stderr)
+	}
+	dir := t.TempDir()
+	l := start(t, nil, script("echo $$ > "+dir+"/pid", "exec sleep 600")...)
+	pidOf(t, l, dir+"/pid")
+	l.cmd.Process.Signal(unix.SIGTERM)
+	if r := l.wait(t); r.code != 143 {
+		t.Errorf("forwarded SIGTERM to sleep gave %d, want 143", r.code)
+	}
+}
+
+// Item 8: whatever is left in the level when CMD exits is killed, and the
+// level's cgroups, mirror and run directory are removed (noLeaks).
+func TestLeftoversKilled(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	r := clu(t, script("setsid sh -c 'sleep 600 & echo $! > "+dir+"/daemon' &", "while [ ! -s "+dir+"/daemon ]; do sleep 0.01; done", "exit 3")...)
+	if r.code != 3 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	pid, _ := strconv.Atoi(mustRead(t, dir+"/daemon"))
+	if alive(pid) {
+		t.Errorf("daemon %d outlived its level", pid)
+	}
+}
+
+// alive reports whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// Item 8: with no CMD, it runs $SHELL, or /bin/sh.
+func TestDefaultShell(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, shell := range []string{"/bin/sh", ""} {
+		cmd := exec.Command(bin, "--cgroup-parent", testParent)
+		cmd.Env = append(os.Environ(), "SHELL="+shell)
+		cmd.Stdin = strings.NewReader("echo in-shell; exit 3\n")
+		out, _ := cmd.Output()
+		if cmd.ProcessState.ExitCode() != 3 || strings.TrimSpace(string(out)) != "in-shell" {
+			t.Errorf("SHELL=%q: exit %d, output %q", shell, cmd.ProcessState.ExitCode(), out)
+		}
+	}
+}
+
+// Item 9: 125 for cl-unshare's own failures, with one line naming the flag
+// and value; 126 and 127 for CMD.
+func TestUsageErrors(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	notExec := filepath.Join(t.TempDir(), "not-exec")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--bogus", "--", "true"}, 125, "bogus"},
+		{[]string{"--memory", "10XB", "--", "true"}, 125, `--memory: invalid size "10XB" (use a number with K, M, G or T)`},
+		{[]string{"--memory", "-5M", "--", "true"}, 125, "--memory: invalid size"},
+		{[]string{"--cpus", "lots", "--", "true"}, 125, `--cpus: invalid CPU quota "lots"`},
+		{[]string{"--cpu-weight", "0", "--", "true"}, 125, `--cpu-weight: invalid weight "0"`},
+		{[]string{"--pids-max", "-1", "--", "true"}, 125, `--pids-max: invalid count "-1"`},
+		{[]string{"--cpuset-cpus", "3-1", "--", "true"}, 125, `--cpuset-cpus: invalid list "3-1"`},
+		{[]string{"--cpuset-mems", "x", "--", "true"}, 125, `--cpuset-mems: invalid list "x"`},
+		{[]string{"--set", "memory.high", "--", "true"}, 125, `--set: invalid setting "memory.high"`},
+		{[]string{"--set", "../../x.y=1", "--", "true"}, 125, `--set: invalid controller file`},
+		{[]string{"--run-dir", "relative", "--", "true"}, 125, `--run-dir: "relative" is not an absolute path`},
+		{[]string{"--", "/nonexistent/cmd"}, 127, "/nonexistent/cmd: no such file or directory"},
+		{[]string{"--", "no-such-command-xyz"}, 127, "no-such-command-xyz: executable file not found in $PATH"},
+		{[]string{"--", notExec}, 126, notExec + ": permission denied"},
+		{[]string{"--", "/tmp"}, 126, "/tmp: permission denied"},
+	}
+	for _, c := range cases {
+		r := clu(t, c.args...)
+		if r.code != c.code || !oneLine(r.stderr, c.msg) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and one line with %q", c.args, r.code, r.stderr, c.code, c.msg)
+		}
+	}
+}
+
+// oneLine reports whether s is one "cl-unshare: ..." line containing msg.
+func oneLine(s, msg string) bool {
+	return strings.Count(s, "\n") == 1 && strings.HasPrefix(s, "cl-unshare: ") && strings.Contains(s, msg) && !strings.Contains(s, "EOF")
+}
+
+// Items 9 and 11: a failure at each setup step exits 125 with one line
+// naming the step, and leaves nothing behind.
+func TestSetupStepFailures(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
+		"unshare cgroup namespace", "mount propagation", "hide host mounts", "run directory",
+		"cgroup mounts", "exec", "crash:cgroup mounts"} {
+		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {
+			noLeaks(t)
+			l := start(t, []string{"CL_UNSHARE_FAIL_AT=" + step}, "--memory", "64M", "--", "true")
+			r := l.wait(t)
+			want := step
+			if strings.HasPrefix(step, "crash:") {
+				want = "init stage exited before exec: signal: killed"
+			}
+			if r.code != 125 || !oneLine(r.stderr, want) {
+				t.Errorf("exit %d, stderr %q; want 125 and one line with %q", r.code, r.stderr, want)
+			}
+		})
+	}
+}
+
+// Item 10: names are validated; a name in use is refused without touching
+// the running level.
+func TestNames(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, n := range []string{"bad name", "-x", ".hidden", "a/b", strings.Repeat("x", 65)} {
+		if r := clu(t, "--name", n, "--", "true"); r.code != 125 || !oneLine(r.stderr, "--name: invalid name") {
+			t.Errorf("--name %q: exit %d, stderr %q", n, r.code, r.stderr)
+		}
+	}
+	if r := clu(t, "--name", strings.Repeat("x", 64), "--", "true"); r.code != 0 {
+		t.Errorf("64-character name refused: %s", r.stderr)
+	}
+	dir := t.TempDir()
+	a := start(t, nil, append([]string{"--name", "taken-" + strconv.Itoa(os.Getpid())}, script("echo $$ > "+dir+"/pid", "sleep 600")...)...)
+	pid := pidOf(t, a, dir+"/pid")
+	before := snapshot(t)
+	r := clu(t, "--name", a.name, "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "already in use") {
+		t.Errorf("second level named %s: exit %d, stderr %q", a.name, r.code, r.stderr)
+	}
+	if d := diff(before, snapshot(t)); d != "" || !alive(pid) || !a.running() {
+		t.Errorf("refusing a name changed the running level:\n%s (alive=%v)", d, alive(pid))
+	}
+	a.stop(t)
+}
+
+// Item 12: "cl-unshare -- list" runs a program called list.
+func TestDashDashRunsProgram(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "list"), []byte("#!/bin/sh\nexit 42\n"), 0o755)
+	l := start(t, []string{"PATH=" + dir + ":" + os.Getenv("PATH")}, "--", "list")
+	if r := l.wait(t); r.code != 42 {
+		t.Errorf("-- list: exit %d, want 42 from the program: %s", r.code, r.stderr)
+	}
+}
