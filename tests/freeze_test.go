@@ -28,17 +28,17 @@ func freezers(t *testing.T) []freezer {
 	if h := hierarchy(t, "cgroup2"); h != nil {
 		if _, err := os.Stat(filepath.Join(h.Dir(h.Path), "cgroup.freeze")); err == nil || h.Path == "/" {
 			out = append(out, freezer{name: "cgroup2", h: *h,
-				freeze: func(d string) error { return cgroup.WriteFile(d, "cgroup.freeze", "1") },
-				thaw:   func(d string) error { return cgroup.WriteFile(d, "cgroup.freeze", "0") },
-				frozen: func(d string) bool { v, _ := cgroup.KeyValue(d, "cgroup.events", "frozen"); return v == "1" },
+				freeze:   func(d string) error { return cgroup.WriteFile(d, "cgroup.freeze", "1") },
+				thaw:     func(d string) error { return cgroup.WriteFile(d, "cgroup.freeze", "0") },
+				frozen:   func(d string) bool { v, _ := cgroup.KeyValue(d, "cgroup.events", "frozen"); return v == "1" },
 				shFreeze: "echo 1 > %s/cgroup.freeze", shThaw: "echo 0 > %s/cgroup.freeze"})
 		}
 	}
 	if h := hierarchy(t, "freezer"); h != nil && !h.V2() {
 		out = append(out, freezer{name: "v1 freezer", h: *h,
-			freeze: func(d string) error { return cgroup.WriteFile(d, "freezer.state", "FROZEN") },
-			thaw:   func(d string) error { return cgroup.WriteFile(d, "freezer.state", "THAWED") },
-			frozen: func(d string) bool { v, _ := cgroup.ReadFile(d, "freezer.state"); return v == "FROZEN" },
+			freeze:   func(d string) error { return cgroup.WriteFile(d, "freezer.state", "FROZEN") },
+			thaw:     func(d string) error { return cgroup.WriteFile(d, "freezer.state", "THAWED") },
+			frozen:   func(d string) bool { v, _ := cgroup.ReadFile(d, "freezer.state"); return v == "FROZEN" },
 			shFreeze: "echo FROZEN > %s/freezer.state", shThaw: "echo THAWED > %s/freezer.state"})
 	}
 	if len(out) == 0 {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 
 	"github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
@@ -45,13 +46,14 @@ func newApp(code *exitCode) *cli.App {
 			return err
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
+			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+				return fmt.Errorf("unknown option -%s (see cl-unshare --help)", f)
+			}
+			return fmt.Errorf("%w (see cl-unshare --help)", err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
-
-type usageError struct{ error }
 
 func flags() []cli.Flag {
 	return []cli.Flag{
