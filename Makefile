@@ -2,6 +2,8 @@
 PREFIX  ?= /usr/local
 GO      ?= go
 BIN     := bin/cl-unshare
+# urfave_cli_no_docs drops the man-page generator and its init cost.
+TAGS    := urfave_cli_no_docs
 UNIT    := ./cmd/... ./level/... ./mounts/... ./nsexec/...
 
 .PHONY: all build install test unit integration bench lint clean verify-deps
@@ -9,7 +11,7 @@ UNIT    := ./cmd/... ./level/... ./mounts/... ./nsexec/...
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/cl-unshare
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -o $(BIN) ./cmd/cl-unshare
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cl-unshare

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	bin = filepath.Join(dir, "cl-unshare")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/cl-unshare")
+	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "../cmd/cl-unshare")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build cl-unshare:", err)
