@@ -181,3 +181,56 @@ func layoutOf(lines []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// A parent cl-unshare made is shared by the levels under it: whichever
+// level ends last removes it, whichever order they end in.
+func TestSharedCgroupParent(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	for _, makerFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("maker-ends-first=%v", makerFirst), func(t *testing.T) {
+			noLeaks(t)
+			dir := t.TempDir()
+			parent := testParent + "/shared"
+			a := start(t, nil, append([]string{"--cgroup-parent", parent}, script("echo $$ > "+dir+"/a", "sleep 600")...)...)
+			pa := pidOf(t, a, dir+"/a")
+			b := start(t, nil, append([]string{"--cgroup-parent", parent}, script("echo $$ > "+dir+"/b", "sleep 600")...)...)
+			pb := pidOf(t, b, dir+"/b")
+			first, second, pid := b, a, pa
+			if makerFirst {
+				first, second, pid = a, b, pb
+			}
+			first.stop(t)
+			for name, p := range procCgroups(t, pid) {
+				if h := hierarchy(t, name); h != nil {
+					if _, err := os.Stat(h.Dir(p)); err != nil {
+						t.Errorf("%s: the other level's cgroup went with the first: %v", name, err)
+					}
+				}
+			}
+			second.stop(t)
+			for _, h := range hierarchies(t) {
+				if _, err := os.Stat(h.Dir(filepath.Join(h.Path, parent))); err == nil {
+					t.Errorf("%s: parent %s left after both levels ended", h.Name(), parent)
+				}
+			}
+		})
+	}
+}
+
+// A parent someone else made is never removed.
+func TestForeignCgroupParentKept(t *testing.T) {
+	requires(t, "root", "cgroupns", "cgroup2")
+	h := hierarchy(t, "cgroup2")
+	mine := h.Dir(filepath.Join(h.Path, testParent+"-foreign"))
+	if err := os.MkdirAll(mine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(mine) }) // after noLeaks's check
+	noLeaks(t)
+	if r := clu(t, "--cgroup-parent", testParent+"-foreign", "--", "true"); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Errorf("cl-unshare removed a parent cgroup it did not make: %v", err)
+	}
+}

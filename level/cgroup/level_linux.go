@@ -121,6 +121,34 @@ func (d *Dirs) create(ws []Write) error {
 	return apply(d.Inner, ws)
 }
 
+// parentMark tags a --cgroup-parent directory cl-unshare made, so that
+// whichever level ends last removes it, and one made by someone else is
+// never touched. kernfs keeps trusted.* xattrs in v1 and v2 alike.
+const parentMark = "trusted.cl-unshare"
+
+// removeParents removes, bottom up, the empty parent cgroups that a
+// cl-unshare made (this one, or another whose levels shared them), up to
+// the launcher's own cgroup. A parent still holding levels stays.
+func (d *Dirs) removeParents() error {
+	top := d.Dir(d.Path)
+	for p := d.Parent; p != top && strings.HasPrefix(p, top+"/"); p = filepath.Dir(p) {
+		ours := contains(d.made, p)
+		if !ours {
+			if _, err := unix.Getxattr(p, parentMark, nil); err != nil {
+				return nil
+			}
+		}
+		err := unix.Rmdir(p)
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove cgroup %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
 // mkdirParents makes the missing directories of dir and returns them, top first.
 func mkdirParents(dir string) ([]string, error) {
 	var missing []string
@@ -138,6 +166,8 @@ func mkdirParents(dir string) ([]string, error) {
 			return made, fmt.Errorf("create cgroup parent %s: %w", p, unwrapPath(err))
 		} else if err == nil {
 			made = append(made, p)
+			// Best effort: without the mark only its maker removes it.
+			_ = unix.Setxattr(p, parentMark, []byte("parent"), 0)
 		}
 	}
 	return made, nil
@@ -274,9 +304,14 @@ func (l *Level) Remove() error {
 	for i := len(l.Dirs) - 1; i >= 0; i-- {
 		d := l.Dirs[i]
 		for j := len(d.made) - 1; j >= 0; j-- {
-			if err := rmdirTree(d.made[j]); err != nil {
-				errs = append(errs, err)
+			if dir := d.made[j]; dir == d.Outer || dir == d.Inner {
+				if err := rmdirTree(dir); err != nil {
+					errs = append(errs, err)
+				}
 			}
+		}
+		if err := d.removeParents(); err != nil {
+			errs = append(errs, err)
 		}
 		d.made = nil
 		if len(d.enable) > 0 && !hasChildren(d.Parent) {
