@@ -143,7 +143,7 @@ func TestSetupStepFailures(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
 		"unshare cgroup namespace", "mount propagation", "hide host mounts", "run directory",
-		"cgroup mounts", "exec", "crash:cgroup mounts"} {
+		"cgroup mounts", "before exec", "crash:cgroup mounts"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {
 			noLeaks(t)
 			l := start(t, []string{"CL_UNSHARE_FAIL_AT=" + step}, "--memory", "64M", "--", "true")
