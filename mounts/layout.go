@@ -47,23 +47,30 @@ type Layout struct {
 
 // v1Options are the superblock options that select a v1 hierarchy or
 // change how it looks; anything else (release_agent=, rw) must not be copied.
-var v1Options = map[string]bool{"xattr": true, "noprefix": true, "clone_children": true}
+var v1Options = map[string]bool{"xattr": true, "noprefix": true, "clone_children": true,
+	"cpuset_v2_mode": true, "favordynmods": true, "none": true}
 
 // LayoutFromMounts derives the cgroup layout from a mount table. Only the
 // mounts visible at CgroupRoot count: a mount stacked over another at the
 // same path hides it, so the last one wins, as the kernel resolves paths.
 func LayoutFromMounts(infos []*mountinfo.Info) (Layout, error) {
-	top := map[string]*mountinfo.Info{}
+	var root *mountinfo.Info
+	for _, m := range infos {
+		if path.Clean(m.Mountpoint) == CgroupRoot {
+			root = m
+		}
+	}
+	if root == nil {
+		return Layout{}, fmt.Errorf("nothing is mounted at %s", CgroupRoot)
+	}
+	// Only mounts on the visible root count: ones on a tmpfs that a later
+	// mount hides are not part of the layout.
+	top := map[string]*mountinfo.Info{"": root}
 	for _, m := range infos {
 		rel, ok := relativeTo(CgroupRoot, m.Mountpoint)
-		if !ok || strings.Contains(rel, "/") {
-			continue
+		if ok && rel != "" && !strings.Contains(rel, "/") && m.Parent == root.ID {
+			top[rel] = m
 		}
-		top[rel] = m
-	}
-	root, ok := top[""]
-	if !ok {
-		return Layout{}, fmt.Errorf("nothing is mounted at %s", CgroupRoot)
 	}
 	switch root.FSType {
 	case "cgroup2":

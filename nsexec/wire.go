@@ -5,7 +5,7 @@ package nsexec
 //	launcher                                init stage (fd 3)
 //	clone(CLONE_NEWNS [, INTO_CGROUP]) ───▶ starts, waits for its config
 //	joins the child to v1 (and v2) cgroups
-//	config ───────────────────────────────▶ unshare cgroupns, propagation,
+//	config size, then chunks ─────────────▶ unshare cgroupns, propagation,
 //	                                        cgroup mounts, look up command
 //	                              ◀──────── {"exec"}  just before execve
 //	                              ◀──────── {"error"} a step failed; exits
@@ -88,16 +88,30 @@ func send(w io.Writer, v any) error {
 	return err
 }
 
-// SendConfig releases the init stage.
+// chunk is the largest packet sent: a command line may be as long as
+// execve allows (2 MiB and more), far over a socket's send buffer.
+const chunk = 32 << 10
+
+// SendConfig releases the init stage: the encoded config's size as one
+// message, then the config in packets of at most chunk bytes.
 func SendConfig(w io.Writer, c *Config) error {
-	if err := send(w, c); err != nil {
+	b, err := json.Marshal(c)
+	if err == nil {
+		err = send(w, len(b))
+	}
+	for len(b) > 0 && err == nil {
+		n := min(len(b), chunk)
+		_, err = w.Write(b[:n])
+		b = b[n:]
+	}
+	if err != nil {
 		return fmt.Errorf("send config to init stage: %w", err)
 	}
 	return nil
 }
 
 func readMessage(r io.Reader, v any) error {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, chunk)
 	n, err := r.Read(buf)
 	if n == 0 && err == nil {
 		return io.EOF
@@ -150,8 +164,26 @@ func reportError(w io.Writer, step string, err error) {
 }
 
 func readConfig(r io.Reader) (*Config, error) {
+	var size int
+	if err := readMessage(r, &size); err != nil {
+		return nil, err
+	}
+	if size <= 0 || size > 64<<20 {
+		return nil, fmt.Errorf("config of %d bytes", size)
+	}
+	b := make([]byte, 0, size)
+	for len(b) < size {
+		n, err := r.Read(b[len(b):min(size, len(b)+chunk)])
+		if n == 0 && err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config cut off after %d of %d bytes: %w", len(b), size, err)
+		}
+		b = b[:len(b)+n]
+	}
 	var c Config
-	if err := readMessage(r, &c); err != nil {
+	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
 	if c.LevelDir == "" || c.RunDir == "" || len(c.Argv) == 0 {

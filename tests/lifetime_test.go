@@ -197,3 +197,16 @@ func TestDashDashRunsProgram(t *testing.T) {
 		t.Errorf("-- list: exit %d, want 42 from the program: %s", r.code, r.stderr)
 	}
 }
+
+// A command line far over a socket buffer (here 600 KB) reaches CMD whole.
+func TestLongCommandLine(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	args := []string{"--", "/bin/sh", "-c", `echo $#`, "sh"}
+	for i := 0; i < 6000; i++ {
+		args = append(args, strings.Repeat("x", 100))
+	}
+	if r := clu(t, args...); r.code != 0 || strings.TrimSpace(r.stdout) != "6000" {
+		t.Errorf("exit %d, CMD saw %q arguments, want 6000: %s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -34,7 +34,9 @@ func newApp(code *exitCode) *cli.App {
 		Usage:           "run a command in its own level of cgroups and namespaces",
 		UsageText:       usageText,
 		HideHelpCommand: true,
-		Flags:           flags(),
+		// --set cpuset.cpus=0-3,6 is one value, not two.
+		DisableSliceFlagSeparator: true,
+		Flags:                     flags(),
 		// Stop at CMD: its own options are not ours.
 		Action: func(c *cli.Context) error {
 			cfg, err := configFrom(c)
@@ -47,7 +49,7 @@ func newApp(code *exitCode) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
-				return fmt.Errorf("unknown option -%s (see cl-unshare --help)", f)
+				return fmt.Errorf("unknown option --%s (see cl-unshare --help)", f)
 			}
 			return fmt.Errorf("%w (see cl-unshare --help)", err)
 		},

@@ -95,7 +95,7 @@ func Discover(procCgroup io.Reader, infos []*mountinfo.Info) ([]Hierarchy, error
 	}
 	var out []Hierarchy
 	for _, m := range ms {
-		if strings.HasPrefix(m.Path, "/..") {
+		if m.Path == "/.." || strings.HasPrefix(m.Path, "/../") {
 			return nil, fmt.Errorf("this process's %s cgroup %s is outside its cgroup namespace", name(m), m.Path)
 		}
 		if mnt := findMount(m, infos); mnt != nil {
@@ -126,7 +126,9 @@ func findMount(m Membership, infos []*mountinfo.Info) *mountinfo.Info {
 		if m.ID != 0 && (i.FSType != "cgroup" || !sameSet(mounts.Controllers(mounts.V1Data(i.VFSOptions)), m.Controllers)) {
 			continue
 		}
-		if !mounts.Under(m.Path, i.Root) {
+		// A mount of a cgroup above our namespace root shows a root of
+		// /.. and would place levels outside the launcher's cgroup.
+		if i.Root == "/.." || strings.HasPrefix(i.Root, "/../") || !mounts.Under(m.Path, i.Root) {
 			continue
 		}
 		// Later mounts at the same place hide earlier ones; a mount under
