@@ -30,7 +30,7 @@ func TestCgroupsInEveryHierarchy(t *testing.T) {
 			}
 		}
 		// The host sees CMD in PARENT/NAME/level of this hierarchy.
-		want := filepath.Join(h.Path, testParent, l.name, cgroup.InnerName)
+		want := filepath.Join(cgroup.Base(h), testParent, l.name, cgroup.InnerName)
 		if got := seen[h.Name()]; got != want {
 			t.Errorf("%s: CMD is in %q, want %q", h.Name(), got, want)
 		}
@@ -61,7 +61,7 @@ func TestCgroupParent(t *testing.T) {
 		if h == nil {
 			continue
 		}
-		want := filepath.Join(h.Path, testParent, "deeper/still", l.name, cgroup.InnerName)
+		want := filepath.Join(cgroup.Base(*h), testParent, "deeper/still", l.name, cgroup.InnerName)
 		if p != want {
 			t.Errorf("%s: CMD in %s, want %s", name, p, want)
 		}
@@ -209,7 +209,7 @@ func TestSharedCgroupParent(t *testing.T) {
 			}
 			second.stop(t)
 			for _, h := range hierarchies(t) {
-				if _, err := os.Stat(h.Dir(filepath.Join(h.Path, parent))); err == nil {
+				if _, err := os.Stat(h.Dir(filepath.Join(cgroup.Base(h), parent))); err == nil {
 					t.Errorf("%s: parent %s left after both levels ended", h.Name(), parent)
 				}
 			}
@@ -219,9 +219,9 @@ func TestSharedCgroupParent(t *testing.T) {
 
 // A parent someone else made is never removed.
 func TestForeignCgroupParentKept(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
-	h := hierarchy(t, "cgroup2")
-	mine := h.Dir(filepath.Join(h.Path, testParent+"-foreign"))
+	requires(t, "root", "cgroupns")
+	h := hierarchies(t)[0]
+	mine := h.Dir(filepath.Join(cgroup.Base(h), testParent+"-foreign"))
 	if err := os.MkdirAll(mine, 0o755); err != nil {
 		t.Fatal(err)
 	}

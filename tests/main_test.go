@@ -174,7 +174,7 @@ func hierarchy(t *testing.T, name string) *cgroup.Hierarchy {
 
 // outer is a level's outer cgroup directory in hierarchy h.
 func outer(h cgroup.Hierarchy, name string) string {
-	return h.Dir(filepath.Join(h.Path, testParent, name))
+	return h.Dir(filepath.Join(cgroup.Base(h), testParent, name))
 }
 
 // snapshot is what a level may leave behind on the host: mounts under the
@@ -193,7 +193,7 @@ func snapshot(t *testing.T) []string {
 		}
 	}
 	for _, h := range hierarchies(t) {
-		base := h.Dir(h.Path)
+		base := h.Dir(cgroup.Base(h))
 		filepath.WalkDir(base, func(p string, e os.DirEntry, err error) error {
 			if err == nil && e.IsDir() && p != base {
 				out = append(out, "cgroup "+p)
@@ -321,7 +321,7 @@ func (l *level) stop(t *testing.T) {
 		return
 	}
 	for _, h := range hierarchies(t) {
-		dir := h.Dir(filepath.Join(h.Path, l.parent, l.name, cgroup.InnerName))
+		dir := h.Dir(filepath.Join(cgroup.Base(h), l.parent, l.name, cgroup.InnerName))
 		if h.V2() {
 			cgroup.WriteFile(dir, "cgroup.kill", "1")
 		}

@@ -33,8 +33,16 @@ func sharedDir(t *testing.T) string {
 // the host, except its cgroup mounts, mirrored at RUN/levels/NAME/cgroup,
 // including a cgroupfs it mounts later.
 func TestPropagation(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	requires(t, "root", "cgroupns")
 	noLeaks(t)
+	// A cgroupfs of a hierarchy the host has: cgroup2, or on a legacy
+	// host a v1 one (a new v1 hierarchy can't be made in a cgroupns).
+	late, lateType, lateHier := "mount -t cgroup2 none /sys/fs/cgroup/extra", "cgroup2", hierarchy(t, "cgroup2")
+	if lateHier == nil {
+		lateHier = &hierarchies(t)[0]
+		late = "mount -t cgroup -o " + strings.Join(lateHier.Controllers, ",") + " none /sys/fs/cgroup/extra"
+		lateType = "cgroup"
+	}
 	dir := t.TempDir()
 	shared := sharedDir(t)
 	private := filepath.Join(dir, "private")
@@ -48,7 +56,7 @@ func TestPropagation(t *testing.T) {
 		"mount -t tmpfs level-private "+private+" || exit 11",
 		"mount -t tmpfs level-shared "+shared+"/from-level || exit 12",
 		"mkdir /sys/fs/cgroup/extra || exit 13",
-		"mount -t cgroup2 none /sys/fs/cgroup/extra || exit 14",
+		late+" || exit 14",
 		"echo done > "+dir+"/mounted",
 		"while [ ! -e "+dir+"/go2 ]; do sleep 0.01; done",
 	)...)
@@ -62,7 +70,7 @@ func TestPropagation(t *testing.T) {
 
 	host := mountLines(t, "self")
 	mirror := filepath.Join(runDir, "levels", l.name, "cgroup")
-	inner := hierarchy(t, "cgroup2").Path
+	inner := cgroup.Base(*lateHier)
 	var mirrored []string
 	extra := false
 	for _, m := range host {
@@ -75,16 +83,16 @@ func TestPropagation(t *testing.T) {
 			if rel == "/extra" {
 				extra = true
 				want := filepath.Join(inner, testParent, l.name, cgroup.InnerName)
-				if f[1] != "cgroup2" || f[2] != want {
-					t.Errorf("mirror of the level's late mount: %s, want cgroup2 rooted at %s", m, want)
+				if f[1] != lateType || f[2] != want {
+					t.Errorf("mirror of the level's late mount: %s, want %s rooted at %s", m, lateType, want)
 				}
 			}
 		}
 	}
 	if !extra {
-		t.Errorf("the cgroup2 the level mounted at /sys/fs/cgroup/extra is not at %s/extra on the host", mirror)
+		t.Errorf("the %s the level mounted at /sys/fs/cgroup/extra is not at %s/extra on the host", lateType, mirror)
 	}
-	want := append(layoutOf(host), "/extra cgroup2")
+	want := append(layoutOf(host), "/extra "+lateType)
 	if got := layoutOf(mirrored); fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
 		t.Errorf("mirror layout %v, want the host's %v", got, want)
 	}

@@ -39,6 +39,33 @@ func (e *ExistsError) Error() string { return fmt.Sprintf("cgroup %s already exi
 // NoInternalProcessHint explains EBUSY from enabling a v2 controller.
 const NoInternalProcessHint = "the parent cgroup has processes (cgroup v2 no-internal-process rule); use --cgroup-parent or run under a delegated unit"
 
+// Base is the cgroup under which a process's levels go in hierarchy h:
+// its own cgroup, except on cgroup v2 when that cgroup cannot hand its
+// controllers down. A cgroup holding processes (the launcher at least) may
+// not enable domain controllers for children (the no-internal-process
+// rule), so a login session scope, say, could only give levels without
+// limits. Then levels go one step up, beside the launcher's cgroup: its
+// parent holds no process and already offers what the launcher's cgroup
+// has. The root cgroup is exempt from the rule, and a cgroup namespace's
+// root has no step up.
+func Base(h Hierarchy) string {
+	if !h.V2() || h.Path == "/" {
+		return h.Path
+	}
+	dir := h.Dir(h.Path)
+	have, err1 := Fields(dir, "cgroup.controllers")
+	on, err2 := Fields(dir, "cgroup.subtree_control")
+	if err1 != nil || err2 != nil {
+		return h.Path
+	}
+	for _, c := range have {
+		if !contains(on, c) {
+			return path.Dir(h.Path)
+		}
+	}
+	return h.Path
+}
+
 // Create makes PARENT/NAME and PARENT/NAME/level in every hierarchy, where
 // PARENT is the process's cgroup joined with parent (relative), and writes
 // the planned limits to the outer cgroup, then mirrors them on the inner
@@ -54,7 +81,7 @@ func Create(hs []Hierarchy, parent, name string, writes []Write) (_ *Level, err 
 	}()
 	for i, h := range hs {
 		d := &Dirs{Hierarchy: h}
-		d.Parent = h.Dir(path.Join(h.Path, parent))
+		d.Parent = h.Dir(path.Join(Base(h), parent))
 		d.Outer = filepath.Join(d.Parent, name)
 		d.Inner = filepath.Join(d.Outer, InnerName)
 		l.Dirs = append(l.Dirs, d)
@@ -130,7 +157,7 @@ const parentMark = "trusted.cl-unshare"
 // cl-unshare made (this one, or another whose levels shared them), up to
 // the launcher's own cgroup. A parent still holding levels stays.
 func (d *Dirs) removeParents() error {
-	top := d.Dir(d.Path)
+	top := d.Dir(Base(d.Hierarchy))
 	for p := d.Parent; p != top && strings.HasPrefix(p, top+"/"); p = filepath.Dir(p) {
 		ours := contains(d.made, p)
 		if !ours {
@@ -238,7 +265,11 @@ func (d *Dirs) enableFor(ws []Write, created []string) error {
 func enable(dir, c string) error {
 	have, err := Fields(dir, "cgroup.controllers")
 	if err == nil && !contains(have, c) {
-		return fmt.Errorf("controller %s is not offered to cgroup %s (enable it in its parent's cgroup.subtree_control, or use --cgroup-parent)", c, dir)
+		up := filepath.Dir(dir)
+		if pids, _ := Fields(up, "cgroup.procs"); len(pids) > 0 {
+			return fmt.Errorf("the %s controller is not offered to cgroup %s: its parent %s holds processes, so it cannot enable it (cgroup v2 no-internal-process rule); run cl-unshare in a cgroup that offers %s, such as a unit with Delegate=yes, or use --cgroup-parent", c, dir, up, c)
+		}
+		return fmt.Errorf("the %s controller is not offered to cgroup %s: enable it in %s/cgroup.subtree_control, or use --cgroup-parent", c, dir, up)
 	}
 	if err := WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
 		if errors.Is(err, unix.EBUSY) {
