@@ -6,7 +6,7 @@ BIN     := bin/cl-unshare
 TAGS    := urfave_cli_no_docs
 UNIT    := ./cmd/... ./level/... ./mounts/... ./nsexec/...
 
-.PHONY: all build install test unit integration bench lint clean verify-deps
+.PHONY: all build install test test-vm unit integration bench lint clean verify-deps
 
 all: build
 
@@ -41,3 +41,9 @@ verify-deps:
 
 clean:
 	rm -rf bin
+
+# The integration suite in a VM per cgroup layout (unified with and
+# without nsdelegate, legacy, hybrid); needs qemu-system-x86,
+# linux-image-amd64 and busybox-static. See tests/vm/run.sh.
+test-vm:
+	tests/vm/run.sh

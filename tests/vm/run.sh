@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make test-vm: runs the integration suite in a VM per cgroup layout.
+#
+# Builds a static cl-unshare and a static test binary, packs them with
+# busybox into an initramfs, boots Debian's kernel under qemu once per
+# layout (tests/vm/init sets the layout up), and prints one line per
+# layout. Fails if a test fails or a layout does not boot and report.
+#
+# Environment: CLU_VM_KERNEL (default: newest /boot/vmlinuz-*),
+# CLU_VM_BUSYBOX (default: /bin/busybox from busybox-static),
+# CLU_VM_LAYOUTS (default: all four), CLU_VM_ACCEL (default: tcg; kvm is
+# faster where it works), CLU_VM_TIMEOUT (seconds per boot, default 600),
+# CLU_VM_LOGS (directory to keep each console log in).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+kernel=${CLU_VM_KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)}
+busybox=${CLU_VM_BUSYBOX:-/bin/busybox}
+layouts=${CLU_VM_LAYOUTS:-unified-nsdelegate unified legacy hybrid}
+accel=${CLU_VM_ACCEL:-tcg}
+limit=${CLU_VM_TIMEOUT:-600}
+
+die() { echo "test-vm: $*" >&2; exit 1; }
+[ -r "$kernel" ] || die "no kernel to boot in /boot (apt-get install linux-image-amd64, or set CLU_VM_KERNEL)"
+"$busybox" --list 2>/dev/null | grep -x cpio >/dev/null || die "$busybox is not busybox (apt-get install busybox-static, or set CLU_VM_BUSYBOX)"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+
+work=$(mktemp -d /tmp/cl-unshare-vm.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,etc}
+cp "$busybox" "$root/bin/busybox"
+cp tests/vm/init "$root/init"
+chmod 0755 "$root/init"
+export CGO_ENABLED=0
+go build -trimpath -tags urfave_cli_no_docs -o "$root/bin/cl-unshare" ./cmd/cl-unshare
+go test -c -trimpath -tags urfave_cli_no_docs -o "$root/bin/tests.test" ./tests
+(cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -1 > "$work/initrd"
+
+echo "test-vm: kernel $kernel, accel $accel, initramfs $(du -h "$work/initrd" | cut -f1)"
+failed=0
+all_start=$(date +%s)
+for layout in $layouts; do
+	args="console=ttyS0 quiet panic=-1 clu.layout=$layout"
+	case $layout in unified*) args="$args cgroup_no_v1=all" ;; esac
+	log=$work/$layout.log
+	start=$(date +%s)
+	timeout "$limit" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 2 \
+		-nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
+		-append "$args" </dev/null >"$log" 2>&1 || true
+	secs=$(( $(date +%s) - start ))
+	tr -d '\r' < "$log" > "$log.txt"
+	if [ -n "${CLU_VM_LOGS:-}" ]; then mkdir -p "$CLU_VM_LOGS" && cp "$log.txt" "$CLU_VM_LOGS/$layout.log"; fi
+	result=$(grep -a '^CLU-RESULT' "$log.txt" | tail -n 1 || true)
+	if [ -z "$result" ]; then
+		echo "$layout: did not boot and report within ${limit}s; console tail:"
+		tail -n 30 "$log.txt" | sed 's/^/    /'
+		failed=1
+		continue
+	fi
+	field() { echo "$result" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+	p=$(field passed) f=$(field failed) s=$(field skipped) rc=$(field exit)
+	echo "$layout: $p passed, $f failed, $s skipped (boot and suite ${secs}s)"
+	if [ "$f" != 0 ] || [ "$rc" != 0 ] || [ "$p" = 0 ]; then
+		failed=1
+		grep -a -E '^(CLU-SETUP-FAILED|\s*--- FAIL|\s+[a-z_]+_test\.go:[0-9]+:)' "$log.txt" | head -n 60 | sed 's/^/    /'
+	fi
+done
+echo "test-vm: $(echo $layouts | wc -w) layouts in $(( $(date +%s) - all_start ))s"
+exit $failed
