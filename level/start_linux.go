@@ -3,6 +3,7 @@ package level
 import (
 	"errors"
 	"fmt"
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +67,7 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := nsexec.FailPoint("cgroups"); err != nil {
+	if err := failpoint.At("cgroups"); err != nil {
 		return nil, err
 	}
 	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes)
@@ -126,7 +127,7 @@ func plan(infos []*mountinfo.Info, lim cgroup.Limits) ([]cgroup.Hierarchy, []cgr
 // its peer group, so the cgroup mounts the level makes there show up here.
 // It returns an O_PATH fd of it for the init stage to join with.
 func (l *Level) makeRunDir(cfg Config) (int, error) {
-	if err := nsexec.FailPoint("run-dir"); err != nil {
+	if err := failpoint.At("run-dir"); err != nil {
 		return -1, err
 	}
 	if err := os.MkdirAll(filepath.Dir(l.LevelDir), 0o755); err != nil {
@@ -216,7 +217,7 @@ func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
 	// stage has exec'd (it clears the signal just before).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err = nsexec.FailPoint("spawn")
+	err = failpoint.At("spawn")
 	if err == nil {
 		err = cmd.Start()
 		if err != nil && intoCgroup {
@@ -234,7 +235,7 @@ func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
 	if err := l.cgroups.Join(cmd.Process.Pid, intoCgroup); err != nil {
 		return err
 	}
-	if err := nsexec.FailPoint("release"); err != nil {
+	if err := failpoint.At("release"); err != nil {
 		return err
 	}
 	if err := nsexec.SendConfig(parent, &nsexec.Config{

@@ -3,6 +3,7 @@ package nsexec
 import (
 	"errors"
 	"fmt"
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -58,11 +59,11 @@ func run(c *Config) (string, error) {
 		{StepCgroupMount, cgroupMounts},
 	}
 	for _, s := range steps {
-		if os.Getenv(FailEnv) == "crash:"+s.name {
+		if os.Getenv(failpoint.Env) == "crash:"+s.name {
 			// Die without a word, as a crash would, to test the launcher.
 			unix.Kill(os.Getpid(), unix.SIGKILL)
 		}
-		if err := FailPoint(s.name); err != nil {
+		if err := failpoint.At(s.name); err != nil {
 			return s.name, err
 		}
 		if err := s.do(c); err != nil {
@@ -70,7 +71,7 @@ func run(c *Config) (string, error) {
 		}
 	}
 	// A step of our own just before exec, which 126/127 never cover.
-	return "before exec", FailPoint("before exec")
+	return "before exec", failpoint.At("before exec")
 }
 
 func unshareCgroupNS(*Config) error {
@@ -143,7 +144,7 @@ func execCommand(sync *os.File, argv []string) error {
 	}
 	// The launcher's death must not take a running level with it.
 	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
-	os.Unsetenv(FailEnv)
+	os.Unsetenv(failpoint.Env)
 	err = unix.Exec(path, argv, os.Environ())
 	return fmt.Errorf("%s: %w", argv[0], err)
 }

@@ -267,41 +267,6 @@ func TestStepErrorUnwrap(t *testing.T) {
 	}
 }
 
-func TestFailPoint(t *testing.T) {
-	t.Setenv(FailEnv, "")
-	if err := FailPoint("spawn"); err != nil {
-		t.Errorf("FailPoint with %s empty = %v", FailEnv, err)
-	}
-	if err := FailPoint(""); err != nil {
-		t.Errorf("FailPoint(\"\") with %s empty = %v", FailEnv, err)
-	}
-
-	t.Setenv(FailEnv, "spawn")
-	err := FailPoint("spawn")
-	if err == nil {
-		t.Fatal("FailPoint(spawn) = nil with the failure injected")
-	}
-	if !errors.Is(err, syscall.ECANCELED) {
-		t.Errorf("injected error %v does not wrap ECANCELED", err)
-	}
-	if want := "failure injected by " + FailEnv + "=spawn"; !strings.Contains(err.Error(), want) {
-		t.Errorf("injected error %q does not say %q", err, want)
-	}
-	for _, step := range []string{"cgroups", "run-dir", "Spawn", "spawn ", "", StepExec} {
-		if err := FailPoint(step); err != nil {
-			t.Errorf("FailPoint(%q) with %s=spawn = %v", step, FailEnv, err)
-		}
-	}
-
-	t.Setenv(FailEnv, StepCgroupMount)
-	if err := FailPoint(StepCgroupMount); err == nil {
-		t.Errorf("FailPoint(%q) not injected", StepCgroupMount)
-	}
-	if err := FailPoint("crash:" + StepCgroupMount); err != nil {
-		t.Errorf("FailPoint(crash:...) = %v", err)
-	}
-}
-
 func TestIsInit(t *testing.T) {
 	if IsInit() {
 		t.Error("the test binary thinks it is the init stage")

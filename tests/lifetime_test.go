@@ -210,3 +210,20 @@ func TestLongCommandLine(t *testing.T) {
 		t.Errorf("exit %d, CMD saw %q arguments, want 6000: %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// Item 8 and the VM matrix: without cgroup.kill (forced here, as on
+// kernels before 5.14) the leftovers are killed through a freezer.
+func TestLeftoversKilledWithoutCgroupKill(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, []string{"CL_UNSHARE_FAIL_AT=cgroup.kill"},
+		script("setsid sh -c 'sleep 600 & echo $! > "+dir+"/daemon' &", "while [ ! -s "+dir+"/daemon ]; do sleep 0.01; done", "exit 3")...)
+	if r := l.wait(t); r.code != 3 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	pid, _ := strconv.Atoi(mustRead(t, dir+"/daemon"))
+	if alive(pid) {
+		t.Errorf("daemon %d outlived its level", pid)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -15,11 +17,12 @@ const killTimeout = 10 * time.Second
 
 // Kill kills every process left in the level, nested cgroups included, and
 // waits until none is left. cgroup.kill (5.14) does it in one write and
-// catches processes forked meanwhile; without it, the v1 freezer holds the
-// level still while each task gets SIGKILL; without either, we kill what we
-// see until nothing is left.
+// catches processes forked meanwhile; without it, a freezer (cgroup.freeze
+// from 5.2, or the v1 one) holds the level still while each task gets
+// SIGKILL; without either, we kill what we see until nothing is left.
 func (l *Level) Kill() error {
-	if d := l.V2(); d != nil {
+	d := l.V2()
+	if d != nil && failpoint.At("cgroup.kill") == nil {
 		if _, err := os.Stat(filepath.Join(d.Outer, "cgroup.kill")); err == nil {
 			if err := WriteFile(d.Outer, "cgroup.kill", "1"); err != nil {
 				return err
@@ -29,9 +32,14 @@ func (l *Level) Kill() error {
 			return waitEmpty(d.Outer)
 		}
 	}
+	if d != nil {
+		if _, err := os.Stat(filepath.Join(d.Outer, "cgroup.freeze")); err == nil {
+			return freezeKill(d.Outer, v2Freezer)
+		}
+	}
 	for _, d := range l.Dirs {
 		if !d.V2() && d.Has("freezer") {
-			return freezeKill(d.Outer)
+			return freezeKill(d.Outer, v1Freezer)
 		}
 	}
 	dir := l.Dirs[0].Outer
@@ -68,20 +76,30 @@ func killAll(pids []int) {
 	}
 }
 
-func freezeKill(dir string) error {
+// A freezer: the file and the values that freeze and thaw.
+type freezer struct{ file, freeze, thaw string }
+
+var (
+	v2Freezer = freezer{"cgroup.freeze", "1", "0"}
+	v1Freezer = freezer{"freezer.state", "FROZEN", "THAWED"}
+)
+
+// freezeKill freezes dir so nothing in it can fork, kills every task and
+// thaws, until no task is left.
+func freezeKill(dir string, f freezer) error {
 	deadline := time.Now().Add(killTimeout)
 	for time.Now().Before(deadline) {
 		pids, err := Procs(dir)
 		if err != nil || len(pids) == 0 {
 			return err
 		}
-		if err := WriteFile(dir, "freezer.state", "FROZEN"); err != nil {
+		if err := WriteFile(dir, f.file, f.freeze); err != nil {
 			return err
 		}
 		pids, _ = Procs(dir)
 		killAll(pids)
-		// Killed tasks die only once thawed.
-		if err := WriteFile(dir, "freezer.state", "THAWED"); err != nil {
+		// A task frozen by the v1 freezer dies only once thawed.
+		if err := WriteFile(dir, f.file, f.thaw); err != nil {
 			return err
 		}
 		time.Sleep(2 * time.Millisecond)
