@@ -3,12 +3,15 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Item 1: outer and inner cgroups in cgroup v2 and every v1 hierarchy,
@@ -233,4 +236,89 @@ func TestForeignCgroupParentKept(t *testing.T) {
 	if _, err := os.Stat(mine); err != nil {
 		t.Errorf("cl-unshare removed a parent cgroup it did not make: %v", err)
 	}
+}
+
+// VM matrix item 3: the cgroup v2 no-internal-process rule. Levels of a
+// launcher whose v2 cgroup cannot hand controllers down go beside it; a
+// launcher in a cgroup offered no controller at all is refused, with a
+// message that names the controller, the cgroup and what to do.
+func TestNoInternalProcessRule(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	v2 := hierarchy(t, "cgroup2")
+	if v2 == nil {
+		// Legacy: v1 has no such rule; a level made from this populated
+		// cgroup gets its limits right below it.
+		cs := needController(t, "memory")
+		noLeaks(t)
+		dir := t.TempDir()
+		l := start(t, nil, append([]string{"--memory", "32M"}, script("echo $$ > "+dir+"/pid", "sleep 600")...)...)
+		pidOf(t, l, dir+"/pid")
+		if v := mustRead(t, filepath.Join(outer(cs["memory"].h, l.name), "memory.limit_in_bytes")); v != "33554432" {
+			t.Errorf("memory limit %s below the launcher's v1 cgroup, want 33554432", v)
+		}
+		l.stop(t)
+		return
+	}
+	own := v2.Dir(v2.Path)
+	offered, _ := cgroup.Fields(v2.Mount, "cgroup.controllers")
+	if len(offered) == 0 {
+		t.Fatalf("cgroup2 offers no controller here")
+	}
+	t.Run("placement", func(t *testing.T) {
+		noLeaks(t)
+		dir := t.TempDir()
+		l := start(t, nil, script("echo $$ > "+dir+"/pid", "sleep 600")...)
+		pid := pidOf(t, l, dir+"/pid")
+		got := procCgroups(t, pid)["cgroup2"]
+		want := filepath.Join(cgroup.Base(*v2), testParent, l.name, cgroup.InnerName)
+		if got != want {
+			t.Errorf("level's v2 cgroup %s, want %s", got, want)
+		}
+		procs, _ := cgroup.Fields(own, "cgroup.procs")
+		on, _ := cgroup.Fields(own, "cgroup.subtree_control")
+		if v2.Path != "/" && len(procs) > 0 && len(on) == 0 && len(offered) > 0 {
+			// A session-scope-like cgroup: the level must sit beside it.
+			if filepath.Dir(v2.Path) != cgroup.Base(*v2) {
+				t.Errorf("launcher in populated %s; levels under %s, want its parent", v2.Path, cgroup.Base(*v2))
+			}
+		}
+		l.stop(t)
+	})
+	t.Run("refusal", func(t *testing.T) {
+		// A launcher alone with another process in a cgroup that is offered
+		// nothing: both made by this test, under its own cgroup.
+		busy := filepath.Join(own, testParent+"-busy")
+		if err := os.Mkdir(busy, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(busy) })
+		noLeaks(t)
+		fd, err := unix.Open(busy, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		other := exec.Command("sleep", "600")
+		other.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		if err := other.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { other.Process.Kill(); other.Wait() }()
+		c := offered[0]
+		cmd := exec.Command(bin, "--set", c+".nosuchfile=1", "--", "true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		cmd.Run()
+		msg := stderr.String()
+		if cmd.ProcessState.ExitCode() != 125 || !oneLine(msg, "the "+c+" controller is not offered to cgroup") ||
+			!strings.Contains(msg, "--cgroup-parent") {
+			t.Errorf("exit %d, stderr %q; want 125 and one line naming the %s controller, the cgroup and --cgroup-parent",
+				cmd.ProcessState.ExitCode(), msg, c)
+		}
+		if _, err := os.Stat(filepath.Join(own, "cgroup.type")); err == nil && !strings.Contains(msg, "no-internal-process rule") {
+			// busy's parent is a non-root cgroup with processes: the rule bites.
+			t.Errorf("the message does not name the no-internal-process rule: %q", msg)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
 )
 
 // ctl says where controller c lives here: its hierarchy, whether that is
@@ -81,6 +82,12 @@ func TestLimitsWritten(t *testing.T) {
 			want{"cpu", "cpu.shares", strconv.FormatUint(cgroup.WeightToShares(200), 10)})
 	}
 	wants = append(wants, want{"cpuset", "cpuset.cpus", "0"}, want{"cpuset", "cpuset.mems", "0"}, want{"pids", "pids.max", "50"})
+	ioSet := []string{}
+	if io := controller(t, "io"); io != nil && io.v2 {
+		cs["io"] = io
+		ioSet = []string{"--set", "io.weight=50"}
+		wants = append(wants, want{"io", "io.weight", "default 50"})
+	}
 
 	dir := t.TempDir()
 	// CMD records what it reads first thing: the limits were there before it ran.
@@ -88,8 +95,8 @@ func TestLimitsWritten(t *testing.T) {
 	for _, w := range wants {
 		reads = append(reads, fmt.Sprintf("echo %s=$(cat %s/%s)", w.file, cs[w.ctl].inside, w.file))
 	}
-	l := start(t, nil, append([]string{"--memory", "48M", "--cpus", "0.5", "--cpu-weight", "200",
-		"--cpuset-cpus", "0", "--cpuset-mems", "0", "--pids-max", "50", "--set", extra},
+	l := start(t, nil, append(append(ioSet, "--memory", "48M", "--cpus", "0.5", "--cpu-weight", "200",
+		"--cpuset-cpus", "0", "--cpuset-mems", "0", "--pids-max", "50", "--set", extra),
 		script("{ "+strings.Join(reads, "; ")+"; } > "+dir+"/seen", "echo $$ > "+dir+"/pid", "sleep 600")...)...)
 	pidOf(t, l, dir+"/pid")
 	seen := mustRead(t, dir+"/seen") + "\n"
@@ -160,6 +167,15 @@ func TestCannotRaiseLimits(t *testing.T) {
 	}
 	t.Logf("inside the level:\n%s", r.stdout)
 	out := parseKV(r.stdout)
+	if nsdelegate(t) {
+		// cgroup2 nsdelegate: the kernel refuses writes to the namespace
+		// root's own limit files outright.
+		for k, c := range map[string]*ctl{"raise-mem": mem, "raise-pids": pids, "raise-cpuset": cpuset} {
+			if c.v2 && out[k] == "0" {
+				t.Errorf("%s succeeded under nsdelegate, want EPERM", k)
+			}
+		}
+	}
 	if out["nproc"] != "1" {
 		t.Errorf("nproc = %s after raising cpuset.cpus, want 1", out["nproc"])
 	}
@@ -196,6 +212,20 @@ func TestSubdivideCpuset(t *testing.T) {
 	if r.code != 0 || out["nproc"] != "2" || out["one"] != "1" {
 		t.Errorf("exit %d, nproc=%s one=%s (want 0, 2, 1): %s %s", r.code, out["nproc"], out["one"], r.stdout, r.stderr)
 	}
+}
+
+// nsdelegate reports whether the host's cgroup2 is mounted with nsdelegate.
+func nsdelegate(t *testing.T) bool {
+	infos, err := mounts.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range infos {
+		if m.FSType == "cgroup2" && strings.Contains(","+m.VFSOptions+",", ",nsdelegate,") {
+			return true
+		}
+	}
+	return false
 }
 
 func parseKV(s string) map[string]string {

@@ -266,7 +266,9 @@ func enable(dir, c string) error {
 	have, err := Fields(dir, "cgroup.controllers")
 	if err == nil && !contains(have, c) {
 		up := filepath.Dir(dir)
-		if pids, _ := Fields(up, "cgroup.procs"); len(pids) > 0 {
+		// The root cgroup (no cgroup.type) is exempt from the rule.
+		_, err := os.Stat(filepath.Join(up, "cgroup.type"))
+		if pids, _ := Fields(up, "cgroup.procs"); len(pids) > 0 && err == nil {
 			return fmt.Errorf("the %s controller is not offered to cgroup %s: its parent %s holds processes, so it cannot enable it (cgroup v2 no-internal-process rule); run cl-unshare in a cgroup that offers %s, such as a unit with Delegate=yes, or use --cgroup-parent", c, dir, up, c)
 		}
 		return fmt.Errorf("the %s controller is not offered to cgroup %s: enable it in %s/cgroup.subtree_control, or use --cgroup-parent", c, dir, up)
