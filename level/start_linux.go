@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
@@ -34,6 +35,8 @@ func (e *InUseError) Error() string {
 type Level struct {
 	Name     string
 	LevelDir string // RUN/levels/NAME on the host
+	runDir   string
+	state    *State
 	cmd      *exec.Cmd
 	cgroups  *cgroup.Level
 	fg       bool
@@ -47,7 +50,14 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name)}
+	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
+	l.state = &State{Name: cfg.Name, Supervisor: self(), Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now()}
+	if err := claimState(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
+		return nil, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name)}
+	} else if err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
 	defer func() {
 		if err != nil {
 			if cerr := l.Close(); cerr != nil {
@@ -78,12 +88,23 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, fmt.Errorf("create cgroups: %w", err)
 	}
 	l.undo = append(l.undo, l.cgroups.Remove)
+	l.state.Outer, l.state.Inner, l.state.Limits = l.OuterCgroups(), l.InnerCgroups(), map[string]string{}
+	for _, w := range writes {
+		l.state.Limits[w.File] = w.Value
+	}
+	if err := writeState(cfg.RunDir, l.state); err != nil {
+		return nil, err
+	}
 	levelFD, err := l.makeRunDir(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(levelFD)
 	if err := l.spawn(cfg, levelFD, layout); err != nil {
+		return nil, err
+	}
+	l.state.Cmd = procOf(l.cmd.Process.Pid)
+	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
 	return l, nil

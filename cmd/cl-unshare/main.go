@@ -32,6 +32,9 @@ func run(args []string, stderr io.Writer) int {
 	var code exitCode
 	app := newApp(&code)
 	app.ErrWriter = stderr
+	if cmds := commands(&code); isCommand(args[1:], cmds) {
+		app.Commands = cmds
+	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
 		return errorCode(err)

@@ -137,3 +137,18 @@ func (l *Level) Empty() bool {
 	pids, err := Procs(l.Dirs[0].Outer)
 	return err != nil || len(pids) == 0
 }
+
+// waitFor polls cond until it holds, fails, or killTimeout passes.
+func waitFor(cond func() (bool, error)) error {
+	deadline := time.Now().Add(killTimeout)
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kernel did not report it done within %s", killTimeout)
+		}
+		time.Sleep(delay)
+	}
+}

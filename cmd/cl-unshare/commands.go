@@ -1,0 +1,233 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cl-unshare/cl-unshare/level"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+// commands are the management subcommands. They are looked up only when
+// the first word after the options is one of them and no "--" came
+// before it, so "cl-unshare -- list" always runs a program called list.
+func commands(code *exitCode) []*cli.Command {
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print JSON (schema in README.md)"}
+	return []*cli.Command{
+		{Name: "list", Aliases: []string{"ps"}, Usage: "show the levels you can see, nested ones indented",
+			Flags: []cli.Flag{jsonFlag}, Action: listCmd},
+		{Name: "inspect", Usage: "show everything about level NAME (PARENT/CHILD for a nested one)", ArgsUsage: "NAME",
+			Flags: []cli.Flag{jsonFlag}, Action: inspectCmd},
+		{Name: "exec", Usage: "run CMD inside level NAME, as nsenter would", ArgsUsage: "NAME [--] [CMD [ARG...]]",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "cgroup", Usage: "join `SUBPATH` below the level's inner cgroup"}},
+			Action: func(c *cli.Context) error { return execCmd(c, code) }},
+		{Name: "kill", Usage: "signal every process of level NAME (default SIGKILL, through cgroup.kill)", ArgsUsage: "NAME",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Value: "KILL", Usage: "`SIG` by name or number"}},
+			Action: killCmd},
+		{Name: "freeze", Usage: "freeze level NAME and wait until it is frozen", ArgsUsage: "NAME",
+			Action: func(c *cli.Context) error { return freezeCmd(c, true) }},
+		{Name: "thaw", Usage: "thaw level NAME and wait until it runs", ArgsUsage: "NAME",
+			Action: func(c *cli.Context) error { return freezeCmd(c, false) }},
+		{Name: "gc", Usage: "remove levels whose supervisor is gone", Action: gcCmd},
+		{Name: "check", Usage: "report what this host offers and whether a level can start here",
+			Flags: []cli.Flag{jsonFlag}, Action: func(c *cli.Context) error { return checkCmd(c, code) }},
+	}
+}
+
+// isCommand reports whether args (without argv[0]) name a subcommand: the
+// first word that is not an option, if no "--" comes before it.
+func isCommand(args []string, cmds []*cli.Command) bool {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return false
+		case a == "-h" || a == "--help" || a == "-help":
+			continue
+		case strings.HasPrefix(a, "-"):
+			if !strings.Contains(a, "=") {
+				i++ // every global option takes a value
+			}
+		default:
+			for _, c := range cmds {
+				if c.HasName(a) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
+
+func oneName(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%s: needs exactly one level NAME (see cl-unshare %s --help)", c.Command.Name, c.Command.Name)
+	}
+	return c.Args().First(), nil
+}
+
+func listCmd(c *cli.Context) error {
+	levels, err := level.List(c.String("run-dir"))
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if c.Bool("json") {
+		if levels == nil {
+			levels = []level.Info{}
+		}
+		return printJSON(c.App.Writer, levels)
+	}
+	w := tabwriter.NewWriter(c.App.Writer, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSTATE\tSUPERVISOR\tCMD\tMOUNTS\tINNER CGROUP\tLIMITS")
+	var walk func([]level.Info, string)
+	walk = func(ls []level.Info, indent string) {
+		for _, l := range ls {
+			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%d\t%s\t%s\n", indent, l.Name, l.State, pid(l.SupervisorPID),
+				pid(l.CmdPID), l.MirrorMounts, l.InnerCgroup, limits(l.Limits))
+			walk(l.Levels, indent+"  ")
+		}
+	}
+	walk(levels, "")
+	return w.Flush()
+}
+
+func pid(p int) string {
+	if p == 0 {
+		return "-"
+	}
+	return strconv.Itoa(p)
+}
+
+func limits(m map[string]string) string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, k+"="+strings.ReplaceAll(m[k], " ", "_"))
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	for i := range ks {
+		for j := i + 1; j < len(ks); j++ {
+			if ks[j] < ks[i] {
+				ks[i], ks[j] = ks[j], ks[i]
+			}
+		}
+	}
+	return ks
+}
+
+func printJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+func inspectCmd(c *cli.Context) error {
+	name, err := oneName(c)
+	if err != nil {
+		return err
+	}
+	i, err := level.Inspect(c.String("run-dir"), name)
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, i)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "name:        %s\nstate:       %s\nsupervisor:  %s\ncmd:         %s %s\n",
+		i.Name, i.State, pid(i.SupervisorPID), pid(i.CmdPID), strings.Join(i.Argv, " "))
+	for _, h := range sortedKeys(i.Cgroups) {
+		fmt.Fprintf(w, "cgroup:      %-14s outer %s, inner %s\n", h, i.Cgroups[h].Outer, i.Cgroups[h].Inner)
+	}
+	fmt.Fprintf(w, "limits:      %s\n", limits(i.Limits))
+	fmt.Fprintf(w, "usage:       memory %d bytes, %d tasks, cpu %d us\n", i.Usage.MemoryBytes, i.Usage.Tasks, i.Usage.CPUMicros)
+	if i.Namespaces != nil {
+		fmt.Fprintf(w, "namespaces:  cgroup %d, mnt %d\n", i.Namespaces.Cgroup, i.Namespaces.Mount)
+	}
+	for _, m := range i.Mirror {
+		fmt.Fprintf(w, "mirror:      %s\n", m)
+	}
+	for _, l := range i.Levels {
+		fmt.Fprintf(w, "nested:      %s (%s)\n", l.Name, l.State)
+	}
+	fmt.Fprintf(w, "enforcement: %s\n", i.Enforcement)
+	return nil
+}
+
+// parseSignal takes KILL, SIGKILL, kill or 9.
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("--signal: unknown signal %q (use a name such as TERM or a number)", s)
+}
+
+func killCmd(c *cli.Context) error {
+	name, err := oneName(c)
+	if err != nil {
+		return err
+	}
+	sig, err := parseSignal(c.String("signal"))
+	if err != nil {
+		return err
+	}
+	if err := level.Kill(c.String("run-dir"), name, sig); err != nil {
+		return fmt.Errorf("kill %s: %w", name, err)
+	}
+	return nil
+}
+
+func freezeCmd(c *cli.Context, freeze bool) error {
+	name, err := oneName(c)
+	if err != nil {
+		return err
+	}
+	if err := level.Freeze(c.String("run-dir"), name, freeze); err != nil {
+		return fmt.Errorf("%s %s: %w", c.Command.Name, name, err)
+	}
+	return nil
+}
+
+func gcCmd(c *cli.Context) error {
+	lines, err := level.GC(c.String("run-dir"))
+	for _, l := range lines {
+		fmt.Fprintln(c.App.Writer, l)
+	}
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	return nil
+}
+
+func execCmd(c *cli.Context, code *exitCode) error {
+	return fmt.Errorf("exec: not built yet")
+}
+
+func checkCmd(c *cli.Context, code *exitCode) error {
+	return fmt.Errorf("check: not built yet")
+}
+
+var _ = os.Stdout

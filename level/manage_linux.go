@@ -1,0 +1,414 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// States a level can be in, as List shows them.
+const (
+	Starting = "starting" // supervisor alive, command not started yet
+	Running  = "running"
+	Frozen   = "frozen"
+	Orphaned = "orphaned" // supervisor gone, processes left
+	Exited   = "exited"   // supervisor gone, no process left
+)
+
+// Info describes a running level, derived from the kernel and checked
+// against it. It is also the stable JSON schema of `list --json` and
+// `inspect --json` (README.md, "JSON output").
+type Info struct {
+	Name          string            `json:"name"`
+	State         string            `json:"state"`
+	SupervisorPID int               `json:"supervisor_pid"` // 0 once gone
+	CmdPID        int               `json:"cmd_pid"`        // 0 once gone
+	Argv          []string          `json:"argv"`
+	InnerCgroup   string            `json:"inner_cgroup"`
+	Cgroups       map[string]Paths  `json:"cgroups"`
+	Limits        map[string]string `json:"limits"`
+	MirrorMounts  int               `json:"mirrored_mounts"`
+	Levels        []Info            `json:"levels"` // nested levels
+	// inspect only
+	Usage       *Usage      `json:"usage,omitempty"`
+	Namespaces  *Namespaces `json:"namespaces,omitempty"`
+	Mirror      []string    `json:"mirror,omitempty"` // "MOUNTPOINT FSTYPE ROOT" as the caller sees them
+	Enforcement string      `json:"enforcement,omitempty"`
+
+	state *State
+	view  view
+}
+
+// Paths are a level's cgroups in one hierarchy.
+type Paths struct {
+	Outer string `json:"outer"`
+	Inner string `json:"inner"`
+}
+
+// Usage is what the level uses now.
+type Usage struct {
+	MemoryBytes int64 `json:"memory_bytes"`
+	Tasks       int   `json:"tasks"`
+	CPUMicros   int64 `json:"cpu_usec"`
+}
+
+// Namespaces are the inode numbers of the level's namespaces.
+type Namespaces struct {
+	Cgroup uint64 `json:"cgroup"`
+	Mount  uint64 `json:"mnt"`
+}
+
+// view maps paths recorded inside a level (by a nested supervisor) to the
+// caller's: a level's /sys/fs/cgroup is its host mirror RUN/levels/L/cgroup,
+// and its RUN is RUN/levels/L.
+type view struct{ from, to []string }
+
+func (v view) path(p string) string {
+	for i := range v.from {
+		if rel, ok := strings.CutPrefix(p, v.from[i]); ok && (rel == "" || rel[0] == '/') {
+			return v.to[i] + rel
+		}
+	}
+	return p
+}
+
+func (v view) nested(levelDir, runDir string) view {
+	w := view{
+		from: []string{mounts.CgroupRoot, runDir},
+		to:   []string{v.path(filepath.Join(levelDir, "cgroup")), v.path(levelDir)},
+	}
+	return w
+}
+
+// UnknownError says no level of that name is visible here.
+type UnknownError struct{ Name string }
+
+func (e *UnknownError) Error() string {
+	return fmt.Sprintf("no level named %q here (cl-unshare list shows the levels you can see)", e.Name)
+}
+
+// List returns the levels started from runDir (and, nested, theirs).
+func List(runDir string) ([]Info, error) {
+	return list(runDir, runDir, view{})
+}
+
+func list(runDir, recordedRunDir string, v view) ([]Info, error) {
+	names, err := stateNames(runDir)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	infos, err := mounts.Current()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, n := range names {
+		s, err := readState(runDir, n)
+		if err != nil {
+			continue // being written or removed right now
+		}
+		i := describe(s, v, infos)
+		// A level's RUN is its run directory: its own levels are there.
+		i.Levels, _ = list(v.path(s.LevelDir), recordedRunDir, v.nested(s.LevelDir, recordedRunDir))
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func describe(s *State, v view, infos []*mountinfo.Info) Info {
+	i := Info{Name: s.Name, Argv: s.Argv, Limits: s.Limits, Cgroups: map[string]Paths{}, state: s, view: v}
+	for h, o := range s.Outer {
+		i.Cgroups[h] = Paths{Outer: v.path(o), Inner: v.path(s.Inner[h])}
+	}
+	if p, ok := i.Cgroups["cgroup2"]; ok {
+		i.InnerCgroup = p.Inner
+	} else {
+		for _, h := range sortedKeys(i.Cgroups) {
+			i.InnerCgroup = i.Cgroups[h].Inner
+			break
+		}
+	}
+	if s.Supervisor.Alive() {
+		i.SupervisorPID = s.Supervisor.PID
+	}
+	if s.Cmd.Alive() {
+		i.CmdPID = s.Cmd.PID
+	}
+	cg := i.cgroups()
+	switch {
+	case i.SupervisorPID != 0 && s.Cmd.PID == 0:
+		i.State = Starting
+	case cg != nil && cg.Frozen():
+		i.State = Frozen
+	case i.SupervisorPID != 0:
+		i.State = Running
+	case cg != nil && !cg.Empty():
+		i.State = Orphaned
+	default:
+		i.State = Exited
+	}
+	mirror := filepath.Join(v.path(s.LevelDir), "cgroup")
+	for _, m := range infos {
+		if mounts.Under(m.Mountpoint, mirror) {
+			i.MirrorMounts++
+			i.Mirror = append(i.Mirror, m.Mountpoint+" "+m.FSType+" "+m.Root)
+		}
+	}
+	return i
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// cgroups adopts the level's cgroups as the caller sees them (nil if none is left).
+func (i *Info) cgroups() *cgroup.Level {
+	outer := map[string]string{}
+	for h, p := range i.Cgroups {
+		outer[h] = p.Outer
+	}
+	l, err := cgroup.Adopt(outer)
+	if err != nil || len(l.Dirs) == 0 {
+		return nil
+	}
+	return l
+}
+
+// Find returns one level by name: a level of runDir, or a nested one as
+// PARENT/CHILD.
+func Find(runDir, name string) (*Info, error) {
+	levels, err := List(runDir)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(name, "/")
+	for _, p := range parts {
+		if ValidateName(p) != nil {
+			return nil, &UnknownError{name}
+		}
+	}
+	for depth, p := range parts {
+		var found *Info
+		for k := range levels {
+			if levels[k].Name == p {
+				found = &levels[k]
+			}
+		}
+		if found == nil {
+			return nil, &UnknownError{name}
+		}
+		if depth == len(parts)-1 {
+			return found, nil
+		}
+		levels = found.Levels
+	}
+	return nil, &UnknownError{name}
+}
+
+// Inspect returns everything about one level.
+func Inspect(runDir, name string) (*Info, error) {
+	i, err := Find(runDir, name)
+	if err != nil {
+		return nil, err
+	}
+	i.Usage = &Usage{}
+	for h, p := range i.Cgroups {
+		switch {
+		case h == "cgroup2":
+			if v, err := cgroup.ReadFile(p.Outer, "memory.current"); err == nil {
+				i.Usage.MemoryBytes, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if v, err := cgroup.KeyValue(p.Outer, "cpu.stat", "usage_usec"); err == nil {
+				i.Usage.CPUMicros, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case hasController(h, "memory"):
+			if v, err := cgroup.ReadFile(p.Outer, "memory.usage_in_bytes"); err == nil && i.Usage.MemoryBytes == 0 {
+				i.Usage.MemoryBytes, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case hasController(h, "cpuacct"):
+			if v, err := cgroup.ReadFile(p.Outer, "cpuacct.usage"); err == nil && i.Usage.CPUMicros == 0 {
+				ns, _ := strconv.ParseInt(v, 10, 64)
+				i.Usage.CPUMicros = ns / 1000
+			}
+		}
+	}
+	if pids, err := cgroup.Procs(i.InnerCgroup); err == nil {
+		i.Usage.Tasks = len(pids)
+	}
+	if i.CmdPID != 0 {
+		i.Namespaces = &Namespaces{Cgroup: nsInode(i.CmdPID, "cgroup"), Mount: nsInode(i.CmdPID, "mnt")}
+	}
+	i.Enforcement = enforcement(i)
+	return i, nil
+}
+
+func hasController(h, c string) bool {
+	for _, x := range strings.Split(h, ",") {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func nsInode(pid int, ns string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, ns), &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// enforcement says how "cannot raise its limits" holds for the level.
+func enforcement(i *Info) string {
+	if nsDelegate() {
+		return "outer-cgroup+nsdelegate: limits sit on the outer cgroup, above the level's namespace root, and the kernel refuses writes to the root's own limit files (EPERM)"
+	}
+	return "outer-cgroup: limits sit on the outer cgroup, above the level's namespace root; writes to the root's own files succeed but never raise the effective limit"
+}
+
+// nsDelegate reports whether the visible cgroup2 mount has nsdelegate.
+func nsDelegate() bool {
+	infos, err := mounts.Current()
+	if err != nil {
+		return false
+	}
+	for _, m := range infos {
+		if m.FSType == "cgroup2" && strings.Contains(","+m.VFSOptions+",", ",nsdelegate,") {
+			return true
+		}
+	}
+	return false
+}
+
+// Kill signals every process of a level (nested levels included);
+// SIGKILL goes through cgroup.kill, or a freezer, and waits until all died.
+func Kill(runDir, name string, sig unix.Signal) error {
+	i, err := Find(runDir, name)
+	if err != nil {
+		return err
+	}
+	cg := i.cgroups()
+	if cg == nil {
+		return fmt.Errorf("level %s has no cgroup left", name)
+	}
+	if sig == unix.SIGKILL {
+		return cg.Kill()
+	}
+	_, err = cg.Signal(sig)
+	return err
+}
+
+// Freeze freezes or thaws a level (nested levels included) and waits
+// until the kernel reports it done.
+func Freeze(runDir, name string, freeze bool) error {
+	i, err := Find(runDir, name)
+	if err != nil {
+		return err
+	}
+	cg := i.cgroups()
+	if cg == nil {
+		return fmt.Errorf("level %s has no cgroup left", name)
+	}
+	return cg.Freeze(freeze)
+}
+
+// GC removes the levels of runDir whose supervisor is gone: it kills what
+// is left, removes their cgroups, mirror mounts, run directories and state,
+// and returns a line for each. Levels with a live supervisor, starting or
+// running, are never touched.
+func GC(runDir string) ([]string, error) {
+	names, err := stateNames(runDir)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var errs []error
+	for _, n := range names {
+		s, err := readState(runDir, n)
+		if err != nil || s.Supervisor.Alive() {
+			continue
+		}
+		line, err := collect(runDir, s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("level %s: %w", n, err))
+			continue
+		}
+		done = append(done, line)
+	}
+	// Run directories with no state: left by a crash between the two.
+	ents, _ := os.ReadDir(filepath.Join(runDir, "levels"))
+	for _, e := range ents {
+		if _, err := os.Stat(statePath(runDir, e.Name())); errors.Is(err, os.ErrNotExist) && ValidateName(e.Name()) == nil {
+			dir := filepath.Join(runDir, "levels", e.Name())
+			if err := detachNoFollow(dir); err == nil && unix.Rmdir(dir) == nil {
+				done = append(done, fmt.Sprintf("removed run directory %s (no level)", dir))
+			}
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+func collect(runDir string, s *State) (string, error) {
+	cg, err := cgroup.Adopt(s.Outer)
+	if err != nil {
+		return "", err
+	}
+	killed := 0
+	if len(cg.Dirs) > 0 {
+		if pids, err := cgroup.Procs(cg.Dirs[0].Outer); err == nil {
+			killed = len(pids)
+		}
+		if err := cg.Kill(); err != nil {
+			return "", err
+		}
+		if err := cg.RemoveAdopted(); err != nil {
+			return "", err
+		}
+	}
+	// The level could write in its run directory, never in RUN/state:
+	// LevelDir comes from the state, and nothing below it is followed.
+	if s.LevelDir != filepath.Join(runDir, "levels", s.Name) {
+		return "", fmt.Errorf("recorded run directory %s is not %s", s.LevelDir, filepath.Join(runDir, "levels", s.Name))
+	}
+	if err := detachNoFollow(s.LevelDir); err != nil {
+		return "", err
+	}
+	if err := unix.Rmdir(s.LevelDir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return "", fmt.Errorf("remove %s: %w", s.LevelDir, err)
+	}
+	if err := removeState(runDir, s.Name); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("removed level %s (supervisor %d gone; killed %d processes; removed %d cgroups, its mirror and run directory)",
+		s.Name, s.Supervisor.PID, killed, len(cg.Dirs)), nil
+}
+
+// detachNoFollow lazily unmounts dir and all below it, never following a
+// symlink in its last component.
+func detachNoFollow(dir string) error {
+	for {
+		err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+}

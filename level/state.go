@@ -1,0 +1,149 @@
+package level
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// State is what a supervisor records about its level in RUN/state/NAME.json,
+// outside the level's own run directory, so the level can neither see nor
+// change it. Everything in it is checked against the kernel before use: a
+// PID counts only with the same start time, a cgroup only if it exists.
+type State struct {
+	Name       string            `json:"name"`
+	Supervisor Proc              `json:"supervisor"`
+	Cmd        Proc              `json:"cmd"`
+	Argv       []string          `json:"argv"`
+	LevelDir   string            `json:"level_dir"`
+	Outer      map[string]string `json:"outer_cgroups"` // hierarchy name -> outer cgroup directory
+	Inner      map[string]string `json:"inner_cgroups"`
+	Limits     map[string]string `json:"limits"` // controller file -> value written
+	Started    time.Time         `json:"started"`
+}
+
+// Proc names a process across PID reuse.
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start_time"` // clock ticks after boot, /proc/PID/stat field 22
+}
+
+// Alive reports whether p is still the same live process (a zombie is not).
+func (p Proc) Alive() bool {
+	if p.PID <= 0 {
+		return false
+	}
+	st, state, err := procStart(p.PID)
+	return err == nil && st == p.Start && state != 'Z' && state != 'X'
+}
+
+func self() Proc { return procOf(os.Getpid()) }
+
+func procOf(pid int) Proc {
+	st, _, _ := procStart(pid)
+	return Proc{PID: pid, Start: st}
+}
+
+// procStart reads a process's start time and state letter.
+func procStart(pid int) (uint64, byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return st, f[0][0], err
+}
+
+func stateDir(runDir string) string { return filepath.Join(runDir, "state") }
+
+func statePath(runDir, name string) string {
+	return filepath.Join(stateDir(runDir), name+".json")
+}
+
+// claimState creates the state file, failing if the name is taken: the
+// file is the level's name lock, taken before anything else is made.
+func claimState(runDir string, s *State) error {
+	if err := os.MkdirAll(stateDir(runDir), 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	f, err := os.OpenFile(statePath(runDir, s.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return writeState(runDir, s)
+}
+
+// writeState replaces the state file whole (write and rename).
+func writeState(runDir string, s *State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := statePath(runDir, s.Name)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write state %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write state %s: %w", p, err)
+	}
+	return nil
+}
+
+// readState reads a level's state file.
+func readState(runDir, name string) (*State, error) {
+	b, err := os.ReadFile(statePath(runDir, name))
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("state of level %s: %w", name, err)
+	}
+	if s.Name != name {
+		return nil, fmt.Errorf("state of level %s names %q", name, s.Name)
+	}
+	return &s, nil
+}
+
+func removeState(runDir, name string) error {
+	err := os.Remove(statePath(runDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// stateNames lists the levels that have a state file under runDir.
+func stateNames(runDir string) ([]string, error) {
+	ents, err := os.ReadDir(stateDir(runDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && ValidateName(n) == nil {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
