@@ -275,7 +275,7 @@ func nsInode(pid int, ns string) uint64 {
 }
 
 // enforcement says how "cannot raise its limits" holds for the level.
-func enforcement(i *Info) string {
+func enforcement(*Info) string {
 	if nsDelegate() {
 		return "outer-cgroup+nsdelegate: limits sit on the outer cgroup, above the level's namespace root, and the kernel refuses writes to the root's own limit files (EPERM)"
 	}

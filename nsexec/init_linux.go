@@ -34,10 +34,15 @@ func Main() {
 	// execve succeeded from the EOF this flag produces.
 	unix.CloseOnExec(SyncFD)
 	unix.CloseOnExec(LevelFD)
+	unix.CloseOnExec(MountNSFD)
 	c, err := readConfig(sync)
 	if err != nil {
 		reportError(sync, StepConfig, err)
 		os.Exit(125)
+	}
+	run := run
+	if c.Join {
+		run = join
 	}
 	step, err := run(c)
 	if err == nil {
@@ -71,6 +76,27 @@ func run(c *Config) (string, error) {
 		}
 	}
 	// A step of our own just before exec, which 126/127 never cover.
+	return "before exec", failpoint.At("before exec")
+}
+
+// join enters a running level's cgroup and mount namespaces, as nsenter
+// does. setns(CLONE_NEWNS) refuses a thread that shares its filesystem
+// attributes, as every Go thread does, until unshare(CLONE_FS).
+func join(c *Config) (string, error) {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return StepJoin, fmt.Errorf("unshare(CLONE_FS): %w", err)
+	}
+	if err := unix.Setns(CgroupNSFD, unix.CLONE_NEWCGROUP); err != nil {
+		return StepJoin, fmt.Errorf("setns cgroup namespace: %w", err)
+	}
+	if err := unix.Setns(MountNSFD, unix.CLONE_NEWNS); err != nil {
+		return StepJoin, fmt.Errorf("setns mount namespace: %w", err)
+	}
+	unix.Close(CgroupNSFD)
+	unix.Close(MountNSFD)
+	if err := unix.Chdir(c.Dir); err != nil {
+		_ = unix.Chdir("/")
+	}
 	return "before exec", failpoint.At("before exec")
 }
 

@@ -32,6 +32,10 @@ const Marker = "cl-unshare [init]"
 const (
 	SyncFD  = 3 // SOCK_SEQPACKET to the launcher
 	LevelFD = 4 // O_PATH of the host's RUN/levels/NAME, to join its peer group
+
+	// For a join (cl-unshare exec), instead of LevelFD:
+	CgroupNSFD = 4
+	MountNSFD  = 5
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -41,6 +45,12 @@ type Config struct {
 	LevelDir string        `json:"level_dir"` // RUN/levels/NAME, a shared mount
 	Layout   mounts.Layout `json:"layout"`    // the host's /sys/fs/cgroup, to rebuild
 	Argv     []string      `json:"argv"`
+	// Join, for `cl-unshare exec`: enter the cgroup and mount namespaces
+	// open as CgroupNSFD and MountNSFD (the launcher put us in the level's
+	// cgroups already) instead of building a level; Dir is the directory
+	// to run in there, "/" if it does not exist.
+	Join bool   `json:"join,omitempty"`
+	Dir  string `json:"dir,omitempty"`
 }
 
 // Steps of the init stage, as they appear in messages.
@@ -52,6 +62,7 @@ const (
 	StepRunDir      = "run directory"
 	StepCgroupMount = "cgroup mounts"
 	StepExec        = "exec"
+	StepJoin        = "join namespaces"
 )
 
 type message struct {
@@ -186,7 +197,7 @@ func readConfig(r io.Reader) (*Config, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
-	if c.LevelDir == "" || c.RunDir == "" || len(c.Argv) == 0 {
+	if (!c.Join && (c.LevelDir == "" || c.RunDir == "")) || len(c.Argv) == 0 {
 		return nil, errors.New("incomplete config")
 	}
 	return &c, nil

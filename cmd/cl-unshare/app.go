@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
@@ -131,15 +132,28 @@ func defaultShell() string {
 	return "/bin/sh"
 }
 
+// process is what the supervisor waits for: a level's command, or a
+// command started in a level by exec.
+type process interface {
+	Signal(os.Signal) error
+	Wait() (syscall.WaitStatus, error)
+}
+
 // supervise starts the level, forwards signals to CMD until it exits,
 // tears the level down and returns CMD's exit code.
 func supervise(cfg level.Config) (int, error) {
+	return superviseWith(func() (process, error) { return level.Start(cfg) })
+}
+
+// superviseWith starts a process, forwards signals to it until it exits
+// and returns its exit code, or 128+signal.
+func superviseWith(start func() (process, error)) (int, error) {
 	// Listen before starting, so a signal that arrives during setup is
 	// passed on once CMD runs instead of killing us half-way.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-	l, err := level.Start(cfg)
+	p, err := start()
 	if err != nil {
 		return exitFailure, err
 	}
@@ -148,13 +162,13 @@ func supervise(cfg level.Config) (int, error) {
 		for {
 			select {
 			case s := <-sigs:
-				_ = l.Signal(s)
+				_ = p.Signal(s)
 			case <-done:
 				return
 			}
 		}
 	}()
-	ws, err := l.Wait()
+	ws, err := p.Wait()
 	close(done)
 	if err != nil {
 		return exitFailure, err

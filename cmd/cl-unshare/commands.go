@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,10 +24,10 @@ func commands(code *exitCode) []*cli.Command {
 		{Name: "inspect", Usage: "show everything about level NAME (PARENT/CHILD for a nested one)", ArgsUsage: "NAME",
 			Flags: []cli.Flag{jsonFlag}, Action: inspectCmd},
 		{Name: "exec", Usage: "run CMD inside level NAME, as nsenter would", ArgsUsage: "NAME [--] [CMD [ARG...]]",
-			Flags: []cli.Flag{&cli.StringFlag{Name: "cgroup", Usage: "join `SUBPATH` below the level's inner cgroup"}},
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "cgroup", Usage: "join `SUBPATH` below the level's inner cgroup"}},
 			Action: func(c *cli.Context) error { return execCmd(c, code) }},
 		{Name: "kill", Usage: "signal every process of level NAME (default SIGKILL, through cgroup.kill)", ArgsUsage: "NAME",
-			Flags: []cli.Flag{&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Value: "KILL", Usage: "`SIG` by name or number"}},
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Value: "KILL", Usage: "`SIG` by name or number"}},
 			Action: killCmd},
 		{Name: "freeze", Usage: "freeze level NAME and wait until it is frozen", ArgsUsage: "NAME",
 			Action: func(c *cli.Context) error { return freezeCmd(c, true) }},
@@ -186,11 +185,19 @@ func parseSignal(s string) (unix.Signal, error) {
 }
 
 func killCmd(c *cli.Context) error {
-	name, err := oneName(c)
-	if err != nil {
-		return err
+	// "kill NAME --signal SIG" as the usage line shows it: options after
+	// NAME are not parsed by the flag package, so take them here.
+	sigName, args := c.String("signal"), c.Args().Slice()
+	if len(args) == 3 && (args[1] == "--signal" || args[1] == "-s") {
+		sigName, args = args[2], args[:1]
+	} else if len(args) == 2 && strings.HasPrefix(args[1], "--signal=") {
+		sigName, args = strings.TrimPrefix(args[1], "--signal="), args[:1]
 	}
-	sig, err := parseSignal(c.String("signal"))
+	if len(args) != 1 {
+		return fmt.Errorf("kill: needs exactly one level NAME (see cl-unshare kill --help)")
+	}
+	name := args[0]
+	sig, err := parseSignal(sigName)
 	if err != nil {
 		return err
 	}
@@ -223,11 +230,52 @@ func gcCmd(c *cli.Context) error {
 }
 
 func execCmd(c *cli.Context, code *exitCode) error {
-	return fmt.Errorf("exec: not built yet")
+	if c.NArg() < 1 {
+		return fmt.Errorf("exec: needs a level NAME (see cl-unshare exec --help)")
+	}
+	name, argv := c.Args().First(), c.Args().Tail()
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	if len(argv) == 0 {
+		argv = []string{defaultShell()}
+	}
+	cfg := level.ExecConfig{RunDir: c.String("run-dir"), Name: name, Argv: argv, Cgroup: c.String("cgroup")}
+	n, err := superviseWith(func() (process, error) {
+		p, err := level.Exec(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("exec %s: %w", name, err)
+		}
+		return p, nil
+	})
+	*code = exitCode(n)
+	return err
 }
 
 func checkCmd(c *cli.Context, code *exitCode) error {
-	return fmt.Errorf("check: not built yet")
+	r := level.Check()
+	if c.Bool("json") {
+		if err := printJSON(c.App.Writer, r); err != nil {
+			return err
+		}
+	} else {
+		w := c.App.Writer
+		fmt.Fprintf(w, "kernel:       %s\nlayout:       %s\n", r.Kernel, r.Layout)
+		for _, h := range r.Hierarchies {
+			fmt.Fprintf(w, "hierarchy:    %s\n", h)
+		}
+		for _, f := range sortedKeys(r.Features) {
+			fmt.Fprintf(w, "feature:      %-22s %v\n", f, r.Features[f])
+		}
+		for _, h := range sortedKeys(r.Bases) {
+			fmt.Fprintf(w, "levels go:    %-14s under %s\n", h, r.Bases[h])
+		}
+		fmt.Fprintf(w, "enforcement:  %s\n", r.Enforcement)
+		fmt.Fprintf(w, "can start:    %v\n", r.CanStart)
+	}
+	if !r.CanStart {
+		*code = exitFailure
+		return fmt.Errorf("check: a level cannot start here: %s", strings.Join(r.Problems, "; "))
+	}
+	return nil
 }
-
-var _ = os.Stdout

@@ -1,0 +1,133 @@
+package level
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"golang.org/x/sys/unix"
+)
+
+// Report is what `cl-unshare check` says about this host (and JSON schema
+// of `check --json`).
+type Report struct {
+	Kernel      string            `json:"kernel"`
+	Layout      string            `json:"layout"`
+	Hierarchies []string          `json:"hierarchies"`
+	Features    map[string]bool   `json:"features"`
+	Enforcement string            `json:"enforcement"`
+	Bases       map[string]string `json:"level_parents"` // hierarchy -> where levels would go
+	CanStart    bool              `json:"can_start"`
+	Problems    []string          `json:"problems"`
+}
+
+// Check reports the cgroup layout, the kernel features cl-unshare uses,
+// how "cannot raise its limits" would be enforced, and whether a level can
+// be started from here; Problems says why not.
+func Check() Report {
+	r := Report{Features: map[string]bool{}, Bases: map[string]string{}, Problems: []string{}}
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	r.Kernel = unix.ByteSliceToString(u.Release[:])
+	major, minor := kernelVersion(r.Kernel)
+	at := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
+	problem := func(format string, a ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, a...)) }
+
+	_, err := os.Stat("/proc/self/ns/cgroup")
+	r.Features["cgroup_namespaces"] = err == nil
+	r.Features["clone_into_cgroup"] = at(5, 7)
+	r.Features["move_mount_set_group"] = at(5, 15)
+	r.Features["user_namespaces"] = readInt("/proc/sys/user/max_user_namespaces") > 0
+	r.Features["nsdelegate"] = nsDelegate()
+	if !r.Features["cgroup_namespaces"] {
+		problem("no cgroup namespaces (Linux 4.6+)")
+	}
+	if !r.Features["move_mount_set_group"] {
+		problem("kernel %s lacks MOVE_MOUNT_SET_GROUP (Linux 5.15+), which mirrors a level's cgroup mounts", r.Kernel)
+	}
+	if os.Geteuid() != 0 {
+		problem("not root: making cgroups and mounts needs root (CAP_SYS_ADMIN)")
+	}
+
+	infos, err := mounts.Current()
+	if err != nil {
+		problem("read mountinfo: %v", err)
+		return finish(r)
+	}
+	if l, err := mounts.LayoutFromMounts(infos); err != nil {
+		problem("cgroup layout: %v", err)
+	} else {
+		r.Layout = l.Kind
+	}
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		problem("%v", err)
+		return finish(r)
+	}
+	defer f.Close()
+	hs, err := cgroup.Discover(f, infos)
+	if err != nil {
+		problem("find cgroups: %v", err)
+		return finish(r)
+	}
+	for _, h := range hs {
+		r.Hierarchies = append(r.Hierarchies, h.Name()+" at "+h.Mount)
+		base := h.Dir(cgroup.Base(h))
+		r.Bases[h.Name()] = base
+		if unix.Access(base, unix.W_OK) != nil {
+			problem("cannot create cgroups in %s (%s)", base, h.Name())
+		}
+		if h.V2() {
+			_, err := os.Stat(base + "/cgroup.kill")
+			r.Features["cgroup_kill"] = err == nil || at(5, 14)
+			have, _ := cgroup.Fields(base, "cgroup.controllers")
+			on, _ := cgroup.Fields(base, "cgroup.subtree_control")
+			procs, _ := cgroup.Fields(base, "cgroup.procs")
+			_, typed := os.Stat(base + "/cgroup.type")
+			for _, c := range have {
+				if !contains(on, c) && len(procs) > 0 && typed == nil {
+					problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use --cgroup-parent", base, c, c)
+					break
+				}
+			}
+		}
+	}
+	r.Enforcement = enforcement(nil)
+	return finish(r)
+}
+
+func finish(r Report) Report {
+	r.CanStart = len(r.Problems) == 0
+	return r
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func kernelVersion(release string) (int, int) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0
+	}
+	ma, _ := strconv.Atoi(parts[0])
+	mi, _ := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return ma, mi
+}
+
+func readInt(p string) int {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}

@@ -1,0 +1,162 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/nsexec"
+	"golang.org/x/sys/unix"
+)
+
+// Process is a command started in a running level by Exec.
+type Process struct {
+	cmd *exec.Cmd
+	fg  bool
+}
+
+// Pid is the command's PID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the command.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits for the command and returns its wait status.
+func (p *Process) Wait() (syscall.WaitStatus, error) {
+	_ = p.cmd.Wait()
+	if p.fg {
+		restoreForeground()
+	}
+	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ws, nil
+}
+
+// ExecConfig says what to run in a level and where.
+type ExecConfig struct {
+	RunDir                string
+	Name                  string   // the level, PARENT/CHILD for a nested one
+	Argv                  []string // the command
+	Cgroup                string   // a path below the level's inner cgroup ("" = the inner cgroup)
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Exec runs a command inside a running level, as nsenter would: in its
+// inner cgroups (or Cgroup below them) in every hierarchy, and in its
+// cgroup and mount namespaces, so it counts against the level's limits.
+func Exec(c ExecConfig) (*Process, error) {
+	sub := path.Clean("/" + c.Cgroup)[1:]
+	if c.Cgroup != "" && (strings.HasPrefix(path.Clean(c.Cgroup), "..") || strings.HasPrefix(c.Cgroup, "/")) {
+		return nil, &FlagError{"--cgroup", fmt.Errorf("%q must be a relative path below the level's inner cgroup", c.Cgroup)}
+	}
+	if len(c.Argv) == 0 {
+		return nil, &FlagError{"command", errors.New("no command given")}
+	}
+	i, err := Find(c.RunDir, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	member := i.CmdPID
+	if member == 0 {
+		if pids, _ := cgroup.Procs(i.InnerCgroup); len(pids) > 0 {
+			member = pids[0]
+		}
+	}
+	if member == 0 {
+		return nil, fmt.Errorf("level %s has no process left to join", c.Name)
+	}
+	targets := map[string]string{}
+	for h, p := range i.Cgroups {
+		dir := filepath.Join(p.Inner, sub)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, &FlagError{"--cgroup", fmt.Errorf("%s: no such cgroup in level %s (%s)", c.Cgroup, c.Name, dir)}
+		}
+		targets[h] = dir
+	}
+	var fds []*os.File
+	defer func() {
+		for _, f := range fds {
+			f.Close()
+		}
+	}()
+	for _, ns := range []string{"cgroup", "mnt"} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", member, ns))
+		if err != nil {
+			return nil, fmt.Errorf("open %s namespace of level %s: %w", ns, c.Name, err)
+		}
+		fds = append(fds, f)
+	}
+	return startJoin(c, targets, fds)
+}
+
+func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File) (*Process, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parent, child := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync-child")
+	defer parent.Close()
+	stdin := orStd(c.Stdin, os.Stdin)
+	p := &Process{fg: isForeground(stdin)}
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	if p.fg {
+		attr.Foreground, attr.Ctty = true, int(stdin.Fd())
+	}
+	if dir, ok := targets["cgroup2"]; ok {
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			child.Close()
+			return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+		}
+		defer unix.Close(fd)
+		attr.UseCgroupFD, attr.CgroupFD = true, fd
+	}
+	p.cmd = &exec.Cmd{
+		Path: "/proc/self/exe", Args: []string{nsexec.Marker},
+		Stdin: stdin, Stdout: orStd(c.Stdout, os.Stdout), Stderr: orStd(c.Stderr, os.Stderr),
+		ExtraFiles:  append([]*os.File{child}, nsFiles...),
+		SysProcAttr: attr,
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = p.cmd.Start()
+	child.Close()
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); use --cgroup with a leaf cgroup", targets["cgroup2"], err)
+		}
+		return nil, fmt.Errorf("start in level %s: %w", c.Name, err)
+	}
+	fail := func(err error) (*Process, error) {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		return nil, err
+	}
+	for h, dir := range targets {
+		if h == "cgroup2" {
+			continue
+		}
+		if err := cgroup.WriteFile(dir, "cgroup.procs", strconv.Itoa(p.cmd.Process.Pid)); err != nil {
+			return fail(fmt.Errorf("join %s cgroup: %w", h, err))
+		}
+	}
+	wd, _ := os.Getwd()
+	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, Dir: wd, Argv: c.Argv}); err != nil {
+		return fail(err)
+	}
+	if err := nsexec.Wait(parent); err != nil {
+		if errors.Is(err, nsexec.ErrDied) {
+			_ = p.cmd.Wait()
+			return nil, fmt.Errorf("%w: %v", err, p.cmd.ProcessState)
+		}
+		return fail(err)
+	}
+	return p, nil
+}
