@@ -25,7 +25,7 @@ unit:
 	$(GO) test -count=1 $(UNIT)
 
 integration:
-	$(GO) test -count=1 -timeout 10m ./tests
+	$(GO) test -count=1 -timeout 5m ./tests
 
 # Median start latency beside util-linux unshare, measured in one run.
 bench:

@@ -72,13 +72,17 @@ func Exec(c ExecConfig) (*Process, error) {
 	if member == 0 {
 		return nil, fmt.Errorf("level %s has no process left to join", c.Name)
 	}
-	targets := map[string]string{}
+	// SUBPATH where the level made it, the inner cgroup elsewhere (a
+	// level may sub-divide one hierarchy and not the others).
+	targets, found := map[string]string{}, sub == ""
 	for h, p := range i.Cgroups {
-		dir := filepath.Join(p.Inner, sub)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return nil, &FlagError{"--cgroup", fmt.Errorf("%s: no such cgroup in level %s (%s)", c.Cgroup, c.Name, dir)}
+		targets[h] = p.Inner
+		if st, err := os.Stat(filepath.Join(p.Inner, sub)); sub != "" && err == nil && st.IsDir() {
+			targets[h], found = filepath.Join(p.Inner, sub), true
 		}
-		targets[h] = dir
+	}
+	if !found {
+		return nil, &FlagError{"--cgroup", fmt.Errorf("%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)}
 	}
 	var fds []*os.File
 	defer func() {

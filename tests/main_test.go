@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +44,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	os.Chmod(dir, 0o755) // check runs it as nobody too
 	bin = filepath.Join(dir, "cl-unshare")
 	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "../cmd/cl-unshare")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -201,9 +201,11 @@ func snapshot(t *testing.T) []string {
 			return nil
 		})
 	}
-	ents, _ := os.ReadDir(filepath.Join(runDir, "levels"))
-	for _, e := range ents {
-		out = append(out, "run "+e.Name())
+	for _, sub := range []string{"levels", "state"} {
+		ents, _ := os.ReadDir(filepath.Join(runDir, sub))
+		for _, e := range ents {
+			out = append(out, "run "+sub+"/"+e.Name())
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -264,9 +266,22 @@ type level struct {
 	name   string
 	parent string
 	cmd    *exec.Cmd
-	stdout bytes.Buffer
-	stderr bytes.Buffer
+	stdout output
+	stderr output
 	done   chan struct{}
+}
+
+// output collects a stream in a file rather than a pipe: a level's
+// processes may outlive the launcher and would hold a pipe open, and
+// exec.Cmd.Wait waits for pipes to close.
+type output struct{ f *os.File }
+
+func (o *output) String() string {
+	if o.f == nil {
+		return ""
+	}
+	b, _ := os.ReadFile(o.f.Name())
+	return string(b)
 }
 
 var nameSeq int
@@ -296,7 +311,15 @@ func start(t *testing.T, env []string, args ...string) *level {
 	}
 	l.cmd = exec.Command(bin, append(full, args...)...)
 	l.cmd.Env = append(os.Environ(), env...)
-	l.cmd.Stdout, l.cmd.Stderr = &l.stdout, &l.stderr
+	for _, o := range []*output{&l.stdout, &l.stderr} {
+		f, err := os.CreateTemp(t.TempDir(), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.f = f
+		t.Cleanup(func() { f.Close() })
+	}
+	l.cmd.Stdout, l.cmd.Stderr = l.stdout.f, l.stderr.f
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
