@@ -299,13 +299,9 @@ func nsDelegate() bool {
 // Kill signals every process of a level (nested levels included);
 // SIGKILL goes through cgroup.kill, or a freezer, and waits until all died.
 func Kill(runDir, name string, sig unix.Signal) error {
-	i, err := Find(runDir, name)
+	cg, err := findCgroups(runDir, name)
 	if err != nil {
 		return err
-	}
-	cg := i.cgroups()
-	if cg == nil {
-		return fmt.Errorf("level %s has no cgroup left", name)
 	}
 	if sig == unix.SIGKILL {
 		return cg.Kill()
@@ -317,15 +313,24 @@ func Kill(runDir, name string, sig unix.Signal) error {
 // Freeze freezes or thaws a level (nested levels included) and waits
 // until the kernel reports it done.
 func Freeze(runDir, name string, freeze bool) error {
-	i, err := Find(runDir, name)
+	cg, err := findCgroups(runDir, name)
 	if err != nil {
 		return err
 	}
+	return cg.Freeze(freeze)
+}
+
+// findCgroups finds a level and adopts its cgroups.
+func findCgroups(runDir, name string) (*cgroup.Level, error) {
+	i, err := Find(runDir, name)
+	if err != nil {
+		return nil, err
+	}
 	cg := i.cgroups()
 	if cg == nil {
-		return fmt.Errorf("level %s has no cgroup left", name)
+		return nil, fmt.Errorf("level %s has no cgroup left", name)
 	}
-	return cg.Freeze(freeze)
+	return cg, nil
 }
 
 // GC removes the levels of runDir whose supervisor is gone: it kills what

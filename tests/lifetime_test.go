@@ -55,18 +55,25 @@ func TestExitStatus(t *testing.T) {
 }
 
 // Item 8: whatever is left in the level when CMD exits is killed, and the
-// level's cgroups, mirror and run directory are removed (noLeaks).
+// level's cgroups, mirror and run directory are removed (noLeaks); also
+// without cgroup.kill (forced here, as on kernels before 5.14), through a
+// freezer.
 func TestLeftoversKilled(t *testing.T) {
 	requires(t, "root", "cgroupns")
-	noLeaks(t)
-	dir := t.TempDir()
-	r := clu(t, script("setsid sh -c 'sleep 600 & echo $! > "+dir+"/daemon' &", "while [ ! -s "+dir+"/daemon ]; do sleep 0.01; done", "exit 3")...)
-	if r.code != 3 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	pid, _ := strconv.Atoi(mustRead(t, dir+"/daemon"))
-	if alive(pid) {
-		t.Errorf("daemon %d outlived its level", pid)
+	for _, env := range [][]string{nil, {"CL_UNSHARE_FAIL_AT=cgroup.kill"}} {
+		t.Run(fmt.Sprintf("env=%v", env), func(t *testing.T) {
+			noLeaks(t)
+			dir := t.TempDir()
+			l := start(t, env, script("setsid sh -c 'sleep 600 & echo $! > "+dir+"/daemon' &",
+				"while [ ! -s "+dir+"/daemon ]; do sleep 0.01; done", "exit 3")...)
+			if r := l.wait(t); r.code != 3 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			pid, _ := strconv.Atoi(mustRead(t, dir+"/daemon"))
+			if alive(pid) {
+				t.Errorf("daemon %d outlived its level", pid)
+			}
+		})
 	}
 }
 
@@ -208,22 +215,5 @@ func TestLongCommandLine(t *testing.T) {
 	}
 	if r := clu(t, args...); r.code != 0 || strings.TrimSpace(r.stdout) != "6000" {
 		t.Errorf("exit %d, CMD saw %q arguments, want 6000: %s", r.code, r.stdout, r.stderr)
-	}
-}
-
-// Item 8 and the VM matrix: without cgroup.kill (forced here, as on
-// kernels before 5.14) the leftovers are killed through a freezer.
-func TestLeftoversKilledWithoutCgroupKill(t *testing.T) {
-	requires(t, "root", "cgroupns")
-	noLeaks(t)
-	dir := t.TempDir()
-	l := start(t, []string{"CL_UNSHARE_FAIL_AT=cgroup.kill"},
-		script("setsid sh -c 'sleep 600 & echo $! > "+dir+"/daemon' &", "while [ ! -s "+dir+"/daemon ]; do sleep 0.01; done", "exit 3")...)
-	if r := l.wait(t); r.code != 3 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	pid, _ := strconv.Atoi(mustRead(t, dir+"/daemon"))
-	if alive(pid) {
-		t.Errorf("daemon %d outlived its level", pid)
 	}
 }
