@@ -3,6 +3,7 @@ package level
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRunDir is where levels are mirrored for the host.
@@ -31,6 +33,16 @@ type Config struct {
 	Limits cgroup.Limits
 	// Stdin, Stdout and Stderr default to the launcher's.
 	Stdin, Stdout, Stderr *os.File
+	// ReadyFD, if > 0, is closed once the level is fully set up (by the
+	// final execve with --exec; by the supervisor otherwise).
+	ReadyFD int
+	// StatusFD, if > 0, receives JSON lines: "ready", then "exit".
+	StatusFD int
+	// KillSignal, if set, is sent to CMD when the supervisor dies.
+	KillSignal unix.Signal
+	// PID gives the level a PID namespace: CMD is its PID 1. MountProc
+	// mounts a fresh /proc there.
+	PID, MountProc bool
 }
 
 // FlagError is a configuration error that names the flag it came from.
@@ -65,6 +77,20 @@ func (c *Config) Validate() error {
 		return &FlagError{"--cgroup-parent", err}
 	}
 	c.CgroupParent = p
+	for _, f := range []struct {
+		flag string
+		fd   int
+	}{{"--ready-fd", c.ReadyFD}, {"--json-status-fd", c.StatusFD}} {
+		if f.fd == 0 {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFD, 0); err != nil || f.fd < 0 {
+			return &FlagError{f.flag, fmt.Errorf("%d is not an open file descriptor", f.fd)}
+		}
+	}
+	if c.MountProc && !c.PID {
+		return &FlagError{"--mount-proc", errors.New("needs --pid (a /proc of the host's PID namespace would show every process)")}
+	}
 	return validateLimits(&c.Limits)
 }
 

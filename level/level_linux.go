@@ -40,7 +40,11 @@ func (l *Level) OuterCgroups() map[string]string {
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	_ = l.cmd.Wait()
 	ws, _ := l.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ws, l.Close()
+	err := l.Close()
+	if rerr := l.report(exitEvent(l.Name, ws)); err == nil {
+		err = rerr
+	}
+	return ws, err
 }
 
 // ExitCode maps a wait status the way shells do: the code, or 128+signal.

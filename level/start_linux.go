@@ -37,6 +37,7 @@ type Level struct {
 	LevelDir string // RUN/levels/NAME on the host
 	runDir   string
 	state    *State
+	statusFD int
 	cmd      *exec.Cmd
 	cgroups  *cgroup.Level
 	fg       bool
@@ -49,6 +50,12 @@ type Level struct {
 func Start(cfg Config) (_ *Level, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// CMD must not hold the harness's status or ready fd open.
+	for _, fd := range []int{cfg.ReadyFD, cfg.StatusFD} {
+		if fd > 0 {
+			unix.CloseOnExec(fd)
+		}
 	}
 	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
 	l.state = &State{Name: cfg.Name, Supervisor: self(), Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now()}
@@ -80,7 +87,7 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err := failpoint.At("cgroups"); err != nil {
 		return nil, err
 	}
-	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes)
+	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, 0)
 	var exists *cgroup.ExistsError
 	if errors.As(err, &exists) {
 		return nil, &InUseError{Name: cfg.Name, Path: exists.Path}
@@ -88,10 +95,7 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, fmt.Errorf("create cgroups: %w", err)
 	}
 	l.undo = append(l.undo, l.cgroups.Remove)
-	l.state.Outer, l.state.Inner, l.state.Limits = l.OuterCgroups(), l.InnerCgroups(), map[string]string{}
-	for _, w := range writes {
-		l.state.Limits[w.File] = w.Value
-	}
+	l.recordCgroups(writes)
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
@@ -106,6 +110,13 @@ func Start(cfg Config) (_ *Level, err error) {
 	l.state.Cmd = procOf(l.cmd.Process.Pid)
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
+	}
+	l.statusFD = cfg.StatusFD
+	if err := l.report(readyEvent(l)); err != nil {
+		return nil, err
+	}
+	if cfg.ReadyFD > 0 {
+		unix.Close(cfg.ReadyFD)
 	}
 	return l, nil
 }
@@ -214,6 +225,9 @@ func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
 	}
 	newCmd := func(intoCgroup bool) *exec.Cmd {
 		attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true, Pdeathsig: unix.SIGKILL}
+		if cfg.PID {
+			attr.Cloneflags |= unix.CLONE_NEWPID
+		}
 		// A command at a terminal gets the terminal's foreground, so Ctrl-C
 		// reaches it once, from the kernel, and not again from us.
 		if l.fg {
@@ -261,6 +275,7 @@ func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
 	}
 	if err := nsexec.SendConfig(parent, &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc,
 	}); err != nil {
 		return err
 	}
@@ -283,4 +298,76 @@ func orStd(f, std *os.File) *os.File {
 func isForeground(f *os.File) bool {
 	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
 	return err == nil && pgrp == unix.Getpgrp()
+}
+
+// ExecInPlace sets up a level around the calling process and then execs
+// CMD in it with the same PID (for init systems: the service manager keeps
+// tracking the real main process). The process moves itself into the
+// level's cgroups first, leaving its own cgroup empty so that controllers
+// can be enabled for the level there. It returns only on failure; what a
+// failure after the move leaves behind is collected by GC once the
+// process is gone, and the error says so.
+func ExecInPlace(cfg Config) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
+		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}
+	}
+	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
+	me := self()
+	// The process is its own supervisor: alive exactly as long as CMD.
+	l.state = &State{Name: cfg.Name, Supervisor: me, Cmd: me, Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now(), Exec: true}
+	if err := claimState(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
+		return &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name)}
+	} else if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
+	defer func() {
+		if err != nil {
+			if cerr := l.Close(); cerr != nil {
+				err = fmt.Errorf("%w (and cleaning up: %v; cl-unshare gc collects the rest once this process is gone)", err, cerr)
+			}
+		}
+	}()
+	infos, err := mounts.Current()
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	layout, err := hostLayout(infos)
+	if err != nil {
+		return err
+	}
+	hs, writes, err := plan(infos, cfg.Limits)
+	if err != nil {
+		return err
+	}
+	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, me.PID)
+	var exists *cgroup.ExistsError
+	if errors.As(err, &exists) {
+		return &InUseError{Name: cfg.Name, Path: exists.Path}
+	} else if err != nil {
+		return fmt.Errorf("create cgroups: %w", err)
+	}
+	l.undo = append(l.undo, l.cgroups.Remove)
+	l.recordCgroups(writes)
+	if err := writeState(cfg.RunDir, l.state); err != nil {
+		return err
+	}
+	levelFD, err := l.makeRunDir(cfg)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(levelFD)
+	return nsexec.ExecInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
+		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD}, levelFD)
+}
+
+// recordCgroups puts the level's cgroups and limits in its state.
+func (l *Level) recordCgroups(writes []cgroup.Write) {
+	l.state.Outer, l.state.Inner, l.state.Limits = l.OuterCgroups(), l.InnerCgroups(), map[string]string{}
+	for _, w := range writes {
+		l.state.Limits[w.File] = w.Value
+	}
 }

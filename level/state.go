@@ -25,6 +25,7 @@ type State struct {
 	Inner      map[string]string `json:"inner_cgroups"`
 	Limits     map[string]string `json:"limits"` // controller file -> value written
 	Started    time.Time         `json:"started"`
+	Exec       bool              `json:"exec,omitempty"` // started with --exec: CMD is its own supervisor
 }
 
 // Proc names a process across PID reuse.

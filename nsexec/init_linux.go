@@ -29,6 +29,9 @@ func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == Marker }
 
 // Main runs the init stage. It never returns: it execs the command or exits.
 func Main() {
+	if len(os.Args) == 4 && os.Args[1] == InPlaceArg {
+		mainInPlace()
+	}
 	sync := os.NewFile(SyncFD, "sync")
 	// ExtraFiles arrive without close-on-exec; the launcher learns that
 	// execve succeeded from the EOF this flag produces.
@@ -46,7 +49,7 @@ func Main() {
 	}
 	step, err := run(c)
 	if err == nil {
-		step, err = StepExec, execCommand(sync, c.Argv)
+		step, err = StepExec, execCommand(sync, c)
 	}
 	reportError(sync, step, err)
 	os.Exit(125)
@@ -62,6 +65,12 @@ func run(c *Config) (string, error) {
 		{StepHide, hide},
 		{StepRunDir, func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) }},
 		{StepCgroupMount, cgroupMounts},
+		{StepProc, func(c *Config) error {
+			if !c.MountProc {
+				return nil
+			}
+			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		}},
 	}
 	for _, s := range steps {
 		if os.Getenv(failpoint.Env) == "crash:"+s.name {
@@ -160,16 +169,23 @@ func cgroupMounts(c *Config) error {
 
 // execCommand looks the command up first, so "not found" is a start error
 // the launcher maps to 127, then tells the launcher and execs.
-func execCommand(sync *os.File, argv []string) error {
+func execCommand(sync *os.File, c *Config) error {
+	argv := c.Argv
 	path, err := lookPath(argv[0])
 	if err != nil {
 		return err
 	}
-	if err := send(sync, message{Type: "exec"}); err != nil {
-		return err
+	if sync != nil {
+		if err := send(sync, message{Type: "exec"}); err != nil {
+			return err
+		}
 	}
-	// The launcher's death must not take a running level with it.
-	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	// The launcher's death must not take a running level with it, unless
+	// --kill-child asked for just that.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(c.KillSignal), 0, 0, 0)
+	if c.ReadyFD > 0 {
+		unix.CloseOnExec(c.ReadyFD)
+	}
 	os.Unsetenv(failpoint.Env)
 	err = unix.Exec(path, argv, os.Environ())
 	return fmt.Errorf("%s: %w", argv[0], err)

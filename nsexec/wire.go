@@ -51,7 +51,22 @@ type Config struct {
 	// to run in there, "/" if it does not exist.
 	Join bool   `json:"join,omitempty"`
 	Dir  string `json:"dir,omitempty"`
+	// InPlace, for --exec: the launcher exec'd us with the same PID, in
+	// the level's cgroups already; we make the mount namespace ourselves,
+	// and report failures on stderr, as nobody waits on a socket.
+	InPlace bool `json:"in_place,omitempty"`
+	// ReadyFD is closed by the final execve (close-on-exec): a waiter
+	// sees EOF exactly when the level is set up. -1 for none.
+	ReadyFD int `json:"ready_fd,omitempty"`
+	// KillSignal is kept as CMD's parent-death signal (--kill-child).
+	KillSignal int `json:"kill_signal,omitempty"`
+	// MountProc mounts a fresh /proc (with a PID namespace).
+	MountProc bool `json:"mount_proc,omitempty"`
 }
+
+// InPlaceArg is argv[1] of an in-place init stage; argv[2] and argv[3]
+// are the config file's and the run directory's fd numbers.
+const InPlaceArg = "in-place"
 
 // Steps of the init stage, as they appear in messages.
 const (
@@ -61,6 +76,7 @@ const (
 	StepHide        = "hide host mounts"
 	StepRunDir      = "run directory"
 	StepCgroupMount = "cgroup mounts"
+	StepProc        = "mount /proc"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"
 )

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -82,6 +83,18 @@ func helper(name string, args []string) int {
 		for _, c := range kids {
 			c.Process.Kill()
 			c.Wait()
+		}
+		return 0
+	case "notify": // notify: send READY=1 to $NOTIFY_SOCKET, as a service does
+		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_, err = c.Write([]byte("READY=1"))
+		c.Close()
+		if err != nil {
+			return 1
 		}
 		return 0
 	case "ticker": // ticker FILE: write a growing counter to FILE

@@ -44,6 +44,9 @@ func newApp(code *exitCode) *cli.App {
 			if err != nil {
 				return err
 			}
+			if c.Bool("exec") {
+				return level.ExecInPlace(cfg) // returns only on failure
+			}
 			n, err := supervise(cfg)
 			*code = exitCode(n)
 			return err
@@ -70,6 +73,12 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "cpuset-mems", Usage: "allowed memory nodes, a `LIST`"},
 		&cli.StringFlag{Name: "pids-max", Usage: "maximum number of tasks `N`"},
 		&cli.StringSliceFlag{Name: "set", Usage: "write `FILE=VALUE` to any controller file of the level (repeatable)"},
+		&cli.BoolFlag{Name: "exec", Usage: "set the level up, then become CMD with the same PID (for init systems; no supervisor)"},
+		&cli.IntFlag{Name: "ready-fd", Usage: "close `FD` once the level is fully set up"},
+		&cli.IntFlag{Name: "json-status-fd", Usage: "write JSON lines to `FD`: one when the level is ready, one when CMD exits"},
+		&cli.StringFlag{Name: "kill-child", Usage: "if the supervisor dies, send `SIG` to CMD (--kill-child alone: KILL)"},
+		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new PID namespace: CMD is its PID 1"},
+		&cli.BoolFlag{Name: "mount-proc", Usage: "mount a fresh /proc for the PID namespace (with --pid)"},
 	}
 }
 
@@ -83,6 +92,15 @@ func configFrom(c *cli.Context) (level.Config, error) {
 	}
 	if len(cfg.Argv) == 0 {
 		cfg.Argv = []string{defaultShell()}
+	}
+	cfg.ReadyFD, cfg.StatusFD = c.Int("ready-fd"), c.Int("json-status-fd")
+	cfg.PID, cfg.MountProc = c.Bool("pid"), c.Bool("mount-proc")
+	if c.IsSet("kill-child") {
+		sig, err := parseSignal(c.String("kill-child"))
+		if err != nil {
+			return cfg, &level.FlagError{Flag: "--kill-child", Err: err}
+		}
+		cfg.KillSignal = sig
 	}
 	l := &cfg.Limits
 	parsers := []struct {

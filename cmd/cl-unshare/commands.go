@@ -39,6 +39,9 @@ func commands(code *exitCode) []*cli.Command {
 	}
 }
 
+// boolOptions are the global options that take no value.
+var boolOptions = map[string]bool{"--exec": true, "--pid": true, "-p": true, "--mount-proc": true}
+
 // isCommand reports whether args (without argv[0]) name a subcommand: the
 // first word that is not an option, if no "--" comes before it.
 func isCommand(args []string, cmds []*cli.Command) bool {
@@ -50,8 +53,8 @@ func isCommand(args []string, cmds []*cli.Command) bool {
 		case a == "-h" || a == "--help" || a == "-help":
 			continue
 		case strings.HasPrefix(a, "-"):
-			if !strings.Contains(a, "=") {
-				i++ // every global option takes a value
+			if !strings.Contains(a, "=") && !boolOptions[a] {
+				i++ // the option's value
 			}
 		default:
 			for _, c := range cmds {
@@ -181,7 +184,7 @@ func parseSignal(s string) (unix.Signal, error) {
 	if sig := unix.SignalNum(name); sig != 0 {
 		return sig, nil
 	}
-	return 0, fmt.Errorf("--signal: unknown signal %q (use a name such as TERM or a number)", s)
+	return 0, fmt.Errorf("unknown signal %q (use a name such as TERM or a number)", s)
 }
 
 func killCmd(c *cli.Context) error {
@@ -199,7 +202,7 @@ func killCmd(c *cli.Context) error {
 	name := args[0]
 	sig, err := parseSignal(sigName)
 	if err != nil {
-		return err
+		return fmt.Errorf("--signal: %w", err)
 	}
 	if err := level.Kill(c.String("run-dir"), name, sig); err != nil {
 		return fmt.Errorf("kill %s: %w", name, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
@@ -34,6 +35,8 @@ func run(args []string, stderr io.Writer) int {
 	app.ErrWriter = stderr
 	if cmds := commands(&code); isCommand(args[1:], cmds) {
 		app.Commands = cmds
+	} else {
+		args = optionalValues(args)
 	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
@@ -57,3 +60,22 @@ func errorCode(err error) int {
 }
 
 type stepError = nsexec.StepError
+
+// optionalValues gives --kill-child its default value when it has none
+// (unshare's --kill-child[=SIG]); the flag package needs one. Only the
+// options before CMD are looked at.
+func optionalValues(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 1; i < len(out); i++ {
+		a := out[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		if a == "--kill-child" || a == "-kill-child" {
+			out[i] = "--kill-child=KILL"
+		} else if !strings.Contains(a, "=") && !boolOptions[a] && a != "-h" && a != "--help" {
+			i++
+		}
+	}
+	return out
+}

@@ -70,7 +70,11 @@ func Base(h Hierarchy) string {
 // PARENT is the process's cgroup joined with parent (relative), and writes
 // the planned limits to the outer cgroup, then mirrors them on the inner
 // one. On error everything it made is removed again.
-func Create(hs []Hierarchy, parent, name string, writes []Write) (_ *Level, err error) {
+//
+// With self set (exec in place), that process is moved into the inner
+// cgroups before controllers are enabled, and levels are never placed
+// beside the launcher's cgroup: the launcher leaves it instead.
+func Create(hs []Hierarchy, parent, name string, writes []Write, self int) (_ *Level, err error) {
 	l := &Level{}
 	defer func() {
 		if err != nil {
@@ -81,11 +85,15 @@ func Create(hs []Hierarchy, parent, name string, writes []Write) (_ *Level, err 
 	}()
 	for i, h := range hs {
 		d := &Dirs{Hierarchy: h}
-		d.Parent = h.Dir(path.Join(Base(h), parent))
+		base := Base(h)
+		if self != 0 {
+			base = h.Path
+		}
+		d.Parent = h.Dir(path.Join(base, parent))
 		d.Outer = filepath.Join(d.Parent, name)
 		d.Inner = filepath.Join(d.Outer, InnerName)
 		l.Dirs = append(l.Dirs, d)
-		if err := d.create(writesFor(writes, i)); err != nil {
+		if err := d.create(writesFor(writes, i), self); err != nil {
 			return nil, err
 		}
 	}
@@ -102,7 +110,7 @@ func writesFor(ws []Write, i int) []Write {
 	return out
 }
 
-func (d *Dirs) create(ws []Write) error {
+func (d *Dirs) create(ws []Write, self int) error {
 	created, err := mkdirParents(d.Parent)
 	d.made = created
 	if err != nil {
@@ -113,20 +121,30 @@ func (d *Dirs) create(ws []Write) error {
 			return err
 		}
 	}
-	if d.V2() {
+	if d.V2() && self == 0 {
 		if err := d.enableFor(ws, created); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(d.Outer, 0o755); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return &ExistsError{Path: d.Outer}
-		}
-		return fmt.Errorf("create cgroup %s: %w", d.Outer, unwrapPath(err))
-	}
-	d.made = append(d.made, d.Outer)
-	if err := d.prepare(d.Outer); err != nil {
+	if err := d.mkdir(d.Outer); err != nil {
 		return err
+	}
+	if self != 0 {
+		// Exec in place: move in first. The launcher then leaves its own
+		// cgroup empty, so controllers can be enabled there for the level
+		// (the v2 no-internal-process rule), as systemd asks of a unit
+		// with Delegate=yes.
+		if err := d.mkdir(d.Inner); err != nil {
+			return err
+		}
+		if err := WriteFile(d.Inner, "cgroup.procs", strconv.Itoa(self)); err != nil {
+			return fmt.Errorf("join %s cgroup: %w", d.Name(), err)
+		}
+		if d.V2() {
+			if err := d.enableFor(ws, created); err != nil {
+				return err
+			}
+		}
 	}
 	if err := apply(d.Outer, ws); err != nil {
 		return err
@@ -138,14 +156,24 @@ func (d *Dirs) create(ws []Write) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(d.Inner, 0o755); err != nil {
-		return fmt.Errorf("create cgroup %s: %w", d.Inner, unwrapPath(err))
-	}
-	d.made = append(d.made, d.Inner)
-	if err := d.prepare(d.Inner); err != nil {
-		return err
+	if self == 0 {
+		if err := d.mkdir(d.Inner); err != nil {
+			return err
+		}
 	}
 	return apply(d.Inner, ws)
+}
+
+// mkdir makes one of the level's own cgroups and readies it.
+func (d *Dirs) mkdir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, os.ErrExist) && dir == d.Outer {
+			return &ExistsError{Path: d.Outer}
+		}
+		return fmt.Errorf("create cgroup %s: %w", dir, unwrapPath(err))
+	}
+	d.made = append(d.made, dir)
+	return d.prepare(dir)
 }
 
 // parentMark tags a --cgroup-parent directory cl-unshare made, so that

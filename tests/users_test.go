@@ -1,0 +1,222 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	lvl "github.com/cl-unshare/cl-unshare/level"
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// unitCgroup makes a cgroup for one test process to run in alone, as a
+// service manager gives a unit with Delegate=yes, where levels go.
+func unitCgroup(t *testing.T, h cgroup.Hierarchy) (string, int) {
+	t.Helper()
+	dir := h.Dir(filepath.Join(cgroup.Base(h), fmt.Sprintf("clu-unit-%d-%d", os.Getpid(), time.Now().UnixNano())))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return dir, fd
+}
+
+// Issue 5 item 1: --exec sets the level up and becomes CMD, same PID; the
+// unit's own cgroup is left empty; NOTIFY_SOCKET still works; the level is
+// listed, killed and collected like the others.
+func TestExecInPlace(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var unit string
+	attr := &syscall.SysProcAttr{}
+	if v2 := hierarchy(t, "cgroup2"); v2 != nil {
+		var fd int
+		unit, fd = unitCgroup(t, *v2)
+		attr.UseCgroupFD, attr.CgroupFD = true, fd
+	}
+	noLeaks(t)
+	self, _ := os.Executable()
+	name := "svc-" + strconv.Itoa(os.Getpid())
+	c := exec.Command(bin, "--exec", "--name", name, "--memory", "64M", "--", "/bin/sh", "-c",
+		fmt.Sprintf("CLU_HELPER=notify %s || exit 9; echo $$ > %s/pid; exec sleep 600", self, dir))
+	c.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	c.SysProcAttr = attr
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait(); cmd(t, "gc") }()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64)
+	n, _ := conn.Read(buf)
+	if string(buf[:n]) != "READY=1" {
+		t.Errorf("the service manager's socket got %q, want READY=1 (%s)", buf[:n], stderr.String())
+	}
+	pid := pidOf(t, nil, dir+"/pid")
+	if pid != c.Process.Pid {
+		t.Errorf("CMD runs as PID %d, cl-unshare --exec was %d", pid, c.Process.Pid)
+	}
+	if unit != "" {
+		if procs, _ := cgroup.Fields(unit, "cgroup.procs"); len(procs) != 0 {
+			t.Errorf("the unit's cgroup %s still holds %v", unit, procs)
+		}
+		if _, err := os.Stat(filepath.Join(unit, name, cgroup.InnerName)); err != nil {
+			t.Errorf("level not below the unit's cgroup: %v", err)
+		}
+	}
+	i := findInfo(listJSON(t), name)
+	if i == nil || i.State != lvl.Running || i.CmdPID != pid || i.Limits["memory.max"]+i.Limits["memory.limit_in_bytes"] != "67108864" {
+		t.Fatalf("list: %+v", i)
+	}
+	if r := cmd(t, "kill", name); r.code != 0 {
+		t.Fatalf("kill: %d %s", r.code, r.stderr)
+	}
+	c.Wait()
+	if code := c.ProcessState.ExitCode(); code != -1 && code != 137 {
+		t.Errorf("killed --exec level exited %d", code)
+	}
+	if r := cmd(t, "gc"); !strings.Contains(r.stdout, "removed level "+name) {
+		t.Errorf("gc after the --exec level died: %q %s", r.stdout, r.stderr)
+	}
+}
+
+// Issue 5 item 2: --ready-fd is closed once the level is set up, and
+// --json-status-fd says "ready" then "exit".
+func TestStatusFDs(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	readyR, readyW, _ := os.Pipe()
+	statusR, statusW, _ := os.Pipe()
+	defer readyR.Close()
+	defer statusR.Close()
+	c := exec.Command(bin, "--cgroup-parent", testParent, "--ready-fd", "3", "--json-status-fd", "4", "--",
+		"/bin/sh", "-c", "echo $$ > "+dir+"/pid; while [ ! -e "+dir+"/go ]; do sleep 0.01; done; exit 5")
+	c.ExtraFiles = []*os.File{readyW, statusW}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	statusW.Close()
+	defer func() { os.WriteFile(dir+"/go", nil, 0o644); c.Wait() }()
+	if b, _ := io.ReadAll(readyR); len(b) != 0 {
+		t.Errorf("ready fd gave %q, want EOF", b)
+	}
+	// EOF came while CMD still waits: the fd did not leak into it.
+	if _, err := os.Stat(dir + "/go"); err == nil {
+		t.Fatal("bug in test")
+	}
+	lines := bufio.NewScanner(statusR)
+	var ready, exit lvl.Event
+	if !lines.Scan() || json.Unmarshal(lines.Bytes(), &ready) != nil {
+		t.Fatalf("no ready line: %q", lines.Text())
+	}
+	pid := pidOf(t, nil, dir+"/pid")
+	if ready.Event != "ready" || ready.CmdPID != pid || ready.SupervisorPID != c.Process.Pid || len(ready.Cgroups) != len(hierarchies(t)) ||
+		ready.Namespaces == nil || ready.Namespaces.Cgroup == 0 || !strings.HasSuffix(ready.Mirror, "/cgroup") {
+		t.Errorf("ready line %+v", ready)
+	}
+	os.WriteFile(dir+"/go", nil, 0o644)
+	if !lines.Scan() || json.Unmarshal(lines.Bytes(), &exit) != nil {
+		t.Fatalf("no exit line: %q", lines.Text())
+	}
+	if exit.Event != "exit" || exit.ExitCode == nil || *exit.ExitCode != 5 || exit.How != "exited" {
+		t.Errorf("exit line %s", lines.Text())
+	}
+	for _, bad := range [][]string{{"--ready-fd", "99"}, {"--json-status-fd", "98"}, {"--exec", "--json-status-fd", "2"}, {"--exec", "--kill-child"}, {"--mount-proc"}} {
+		r := clu(t, append(bad, "--", "true")...)
+		if r.code != 125 || !oneLine(r.stderr, "cl-unshare: ") {
+			t.Errorf("%v: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+}
+
+// Issue 5 item 5: --pid --mount-proc: CMD is PID 1 with a fresh /proc;
+// signals reach it; when it exits the whole level dies.
+func TestPIDNamespace(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	r := clu(t, append([]string{"--pid", "--mount-proc"}, script("echo pid=$$", "echo procs=$(ls /proc | grep -c '^[0-9]')")...)...)
+	out := parseKV(r.stdout)
+	if r.code != 0 || out["pid"] != "1" {
+		t.Errorf("exit %d, CMD pid %s, want 1: %s", r.code, out["pid"], r.stderr)
+	}
+	if n, _ := strconv.Atoi(out["procs"]); n == 0 || n > 5 {
+		t.Errorf("/proc inside shows %s processes", out["procs"])
+	}
+	l := start(t, nil, append([]string{"-p", "--mount-proc"}, script(
+		"trap 'exit 42' TERM",
+		"sleep 600 & echo $! > "+dir+"/child",
+		"ps -o pid,comm >/dev/null 2>&1; ls /proc/self/ns > /dev/null",
+		"echo $$ > "+dir+"/pid",
+		"while :; do sleep 0.01; done")...)...)
+	pidOf(t, l, dir+"/pid")
+	l.cmd.Process.Signal(unix.SIGTERM)
+	if r := l.wait(t); r.code != 42 {
+		t.Errorf("SIGTERM forwarded to PID 1 with a trap: exit %d", r.code)
+	}
+}
+
+// Issue 5 item 6: --kill-child sends SIG to CMD when the supervisor dies;
+// without it the level lives on, orphaned, until gc.
+func TestKillChild(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	self, _ := os.Executable()
+	for _, killChild := range []bool{true, false} {
+		ready := filepath.Join(t.TempDir(), "ready")
+		args := []string{"--", self, strconv.Itoa(int(unix.SIGUSR2)), ready}
+		if killChild {
+			args = append([]string{"--kill-child=USR2"}, args...)
+		}
+		l := start(t, []string{"CLU_HELPER=trap"}, args...)
+		waitFile(t, l, ready)
+		f, _ := os.ReadFile(ready)
+		_ = f
+		i := findInfo(listJSON(t), l.name)
+		if i == nil {
+			t.Fatalf("level %s not listed", l.name)
+		}
+		cmdPID := i.CmdPID
+		l.cmd.Process.Kill()
+		<-l.done
+		if killChild {
+			waitFor(t, "CMD to get SIGUSR2", func() bool { return !alive(cmdPID) })
+		} else {
+			time.Sleep(100 * time.Millisecond)
+			if !alive(cmdPID) {
+				t.Errorf("without --kill-child CMD died with its supervisor")
+			}
+			if i := findInfo(listJSON(t), l.name); i == nil || i.State != lvl.Orphaned {
+				t.Errorf("list: %+v, want orphaned", i)
+			}
+		}
+		if r := cmd(t, "gc"); !strings.Contains(r.stdout, "removed level "+l.name) {
+			t.Errorf("gc: %q %s", r.stdout, r.stderr)
+		}
+	}
+}
