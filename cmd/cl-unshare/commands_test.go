@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"strings"
 	"testing"
 
+	"github.com/cl-unshare/cl-unshare/level"
+	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,5 +44,37 @@ func TestParseSignal(t *testing.T) {
 		if _, err := parseSignal(in); err == nil {
 			t.Errorf("parseSignal(%q) accepted", in)
 		}
+	}
+}
+
+// The systemd unit in README.md must parse: its ExecStart is what users copy.
+func TestReadmeUnitExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "ExecStart=") {
+			line = strings.TrimPrefix(l, "ExecStart=")
+		}
+	}
+	args := strings.Fields(line)
+	if len(args) < 3 || !strings.HasSuffix(args[0], "cl-unshare") {
+		t.Fatalf("no ExecStart=cl-unshare line in README.md: %q", line)
+	}
+	var cfg level.Config
+	var exec bool
+	app := &cli.App{Flags: flags(), Action: func(c *cli.Context) error {
+		exec = c.Bool("exec")
+		var err error
+		cfg, err = configFrom(c)
+		return err
+	}}
+	if err := app.Run(optionalValues(args)); err != nil {
+		t.Fatalf("README's ExecStart does not parse: %v", err)
+	}
+	if !exec || cfg.Name != "web" || cfg.Limits.Memory != 512<<20 || cfg.Limits.PidsMax != 200 || cfg.Argv[0] != "/usr/bin/web" {
+		t.Errorf("README's ExecStart parsed to exec=%v %+v", exec, cfg)
 	}
 }

@@ -196,7 +196,7 @@ func TestCreateRemoveTempTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := Hierarchy{ID: 4, Controllers: []string{"memory"}, Path: "/user.slice", Mount: mnt, Root: "/"}
-	l, err := Create([]Hierarchy{h}, "ci/jobs", "web", nil)
+	l, err := Create([]Hierarchy{h}, "ci/jobs", "web", nil, 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -216,7 +216,7 @@ func TestCreateRemoveTempTree(t *testing.T) {
 	if l.V2() != nil {
 		t.Error("V2() of a v1-only level is not nil")
 	}
-	if _, err := Create([]Hierarchy{h}, "ci/jobs", "web", nil); err == nil {
+	if _, err := Create([]Hierarchy{h}, "ci/jobs", "web", nil, 0); err == nil {
 		t.Error("a second Create of the same level succeeded")
 	} else {
 		var ee *ExistsError
@@ -249,11 +249,11 @@ func TestRemoveKeepsOthersParents(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := Hierarchy{ID: 5, Controllers: []string{"pids"}, Path: "/", Mount: mnt, Root: "/"}
-	a, err := Create([]Hierarchy{h}, "ci/jobs", "a", nil)
+	a, err := Create([]Hierarchy{h}, "ci/jobs", "a", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Create([]Hierarchy{h}, "ci/jobs", "b", nil)
+	b, err := Create([]Hierarchy{h}, "ci/jobs", "b", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestCreateUndoesOnError(t *testing.T) {
 	}
 	// The limit's file does not exist here, as with a missing controller.
 	writes := []Write{{Hierarchy: 0, Controller: "pids", File: "pids.max", Value: "9", Flag: "--pids-max"}}
-	_, err := Create(hs, "p", "web", writes)
+	_, err := Create(hs, "p", "web", writes, 0)
 	if err == nil {
 		t.Fatal("Create succeeded though pids.max could not be written")
 	}
