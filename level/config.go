@@ -156,3 +156,10 @@ func generateName() string {
 	_, _ = rand.Read(b)
 	return "level-" + hex.EncodeToString(b)
 }
+
+// Limits are a level's resource limits (see cgroup.Limits); aliased here
+// so that API users need only this package.
+type Limits = cgroup.Limits
+
+// Setting is one extra controller file to write (--set FILE=VALUE).
+type Setting = cgroup.Setting

@@ -63,6 +63,9 @@ func (l *Level) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.done != nil {
+		close(l.done)
+	}
 	var errs []error
 	if l.cgroups != nil {
 		if err := l.cgroups.Kill(); err != nil {

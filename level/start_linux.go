@@ -38,6 +38,7 @@ type Level struct {
 	runDir   string
 	state    *State
 	statusFD int
+	done     chan struct{} // closed by Close, ends StartContext's watcher
 	cmd      *exec.Cmd
 	cgroups  *cgroup.Level
 	fg       bool
@@ -103,8 +104,12 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(levelFD)
-	if err := l.spawn(cfg, levelFD, layout); err != nil {
+	// One owner for the fd: an *os.File closes it (also from its
+	// finalizer), so it must never be closed by number as well, or a
+	// concurrent Start's socket that reused the number goes with it.
+	levelFile := os.NewFile(uintptr(levelFD), "level-dir")
+	defer levelFile.Close()
+	if err := l.spawn(cfg, levelFile, layout); err != nil {
 		return nil, err
 	}
 	l.state.Cmd = procOf(l.cmd.Process.Pid)
@@ -204,7 +209,7 @@ func detach(dir string) error {
 // spawn starts the init stage in a new mount namespace, places it in the
 // level's cgroups (before it may create its cgroup namespace), releases
 // it, and waits until it has exec'd the command or failed.
-func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
+func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socketpair: %w", err)
@@ -242,7 +247,7 @@ func (l *Level) spawn(cfg Config, levelFD int, layout mounts.Layout) error {
 			Stdin:       stdin,
 			Stdout:      orStd(cfg.Stdout, os.Stdout),
 			Stderr:      orStd(cfg.Stderr, os.Stderr),
-			ExtraFiles:  []*os.File{child, os.NewFile(uintptr(levelFD), "level-dir")},
+			ExtraFiles:  []*os.File{child, levelFile},
 			SysProcAttr: attr,
 		}
 	}

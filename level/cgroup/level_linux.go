@@ -229,24 +229,34 @@ func mkdirParents(dir string) ([]string, error) {
 }
 
 // prepare makes a fresh v1 cpuset cgroup joinable: its cpus and mems start
-// empty and a task can't enter until they are copied from the parent.
+// empty and a task can't enter until they are copied from the parent. A
+// parent made a moment ago by a concurrent cl-unshare may still be empty
+// too, so it is readied first, up to the first cgroup that is ready.
 func (d *Dirs) prepare(dir string) error {
 	if d.V2() || !d.Has("cpuset") {
 		return nil
 	}
 	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-		if v, err := ReadFile(dir, f); err != nil || v != "" {
-			continue
-		}
-		v, err := ReadFile(filepath.Dir(dir), f)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", filepath.Join(filepath.Dir(dir), f), unwrapPath(err))
-		}
-		if err := WriteFile(dir, f, v); err != nil {
+		if err := readyCpuset(dir, f, d.Mount); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func readyCpuset(dir, f, top string) error {
+	v, err := ReadFile(dir, f)
+	if err != nil || v != "" || dir == top || !strings.HasPrefix(dir, top+"/") {
+		return nil
+	}
+	up := filepath.Dir(dir)
+	if err := readyCpuset(up, f, top); err != nil {
+		return err
+	}
+	if v, err = ReadFile(up, f); err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Join(up, f), unwrapPath(err))
+	}
+	return WriteFile(dir, f, v)
 }
 
 func apply(dir string, ws []Write) error {
