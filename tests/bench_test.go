@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// BenchmarkStartLatency times `cl-unshare -- /bin/true` beside util-linux
-// `unshare --mount --cgroup --fork /bin/true`, interleaved in one run so
-// both see the same machine, and reports the medians and their ratio.
+// BenchmarkStartLatency times `cl-unshare -- /bin/true` (also with --exec,
+// and with --pid --mount-proc) beside util-linux `unshare --mount
+// --cgroup --fork /bin/true`, interleaved in one run so all see the same
+// machine, and reports the medians and their ratios to unshare's.
 // Run it with `make bench`.
 func BenchmarkStartLatency(b *testing.B) {
 	if os.Geteuid() != 0 {
@@ -22,25 +23,38 @@ func BenchmarkStartLatency(b *testing.B) {
 	}
 	cmds := map[string][]string{
 		"cl-unshare": {bin, "--cgroup-parent", testParent, "--", "/bin/true"},
-		"unshare":    {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
+		// --exec leaves the level for gc, which runs untimed after it.
+		"exec":    {bin, "--exec", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"pid":     {bin, "--pid", "--mount-proc", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"unshare": {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
 	}
+	order := []string{"cl-unshare", "exec", "pid", "unshare"}
 	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for _, name := range []string{"cl-unshare", "unshare"} {
+		for _, name := range order {
 			argv := cmds[name]
 			t0 := time.Now()
 			if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 				b.Fatalf("%s: %v: %s", name, err, out)
 			}
 			times[name] = append(times[name], time.Since(t0))
+			if name == "exec" {
+				b.StopTimer()
+				exec.Command(bin, "gc").Run()
+				b.StartTimer()
+			}
 		}
 	}
 	b.StopTimer()
-	cl, un := median(times["cl-unshare"]), median(times["unshare"])
-	b.ReportMetric(float64(cl.Microseconds())/1000, "cl-unshare-ms")
-	b.ReportMetric(float64(un.Microseconds())/1000, "unshare-ms")
-	b.ReportMetric(float64(cl)/float64(un), "ratio")
+	un := median(times["unshare"])
+	for _, name := range order {
+		m := median(times[name])
+		b.ReportMetric(float64(m.Microseconds())/1000, name+"-ms")
+		if name != "unshare" {
+			b.ReportMetric(float64(m)/float64(un), name+"-ratio")
+		}
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
