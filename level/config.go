@@ -43,6 +43,11 @@ type Config struct {
 	// PID gives the level a PID namespace: CMD is its PID 1. MountProc
 	// mounts a fresh /proc there.
 	PID, MountProc bool
+	// User gives the level a user namespace in which its root is UIDMap's
+	// and GIDMap's host ids; the level's inner cgroups and the delegatable
+	// files in them are handed to that root, and nothing else.
+	User           bool
+	UIDMap, GIDMap IDMap
 }
 
 // FlagError is a configuration error that names the flag it came from.
@@ -87,6 +92,15 @@ func (c *Config) Validate() error {
 		if _, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFD, 0); err != nil || f.fd < 0 {
 			return &FlagError{f.flag, fmt.Errorf("%d is not an open file descriptor", f.fd)}
 		}
+	}
+	if !c.User && (c.UIDMap.Count > 0 || c.GIDMap.Count > 0) {
+		return &FlagError{"--map-users", errNoUserNS}
+	}
+	if c.User && c.UIDMap.Count == 0 {
+		c.UIDMap = defaultRange
+	}
+	if c.User && c.GIDMap.Count == 0 {
+		c.GIDMap = c.UIDMap
 	}
 	if c.MountProc && !c.PID {
 		return &FlagError{"--mount-proc", errors.New("needs --pid (a /proc of the host's PID namespace would show every process)")}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -103,6 +104,12 @@ func Start(cfg Config) (_ *Level, err error) {
 	levelFD, err := l.makeRunDir(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.User {
+		if err := l.handOver(cfg); err != nil {
+			unix.Close(levelFD)
+			return nil, err
+		}
 	}
 	// One owner for the fd: an *os.File closes it (also from its
 	// finalizer), so it must never be closed by number as well, or a
@@ -233,6 +240,13 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		if cfg.PID {
 			attr.Cloneflags |= unix.CLONE_NEWPID
 		}
+		if cfg.User {
+			attr.Cloneflags |= unix.CLONE_NEWUSER
+			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
+			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
+			// Without it the child keeps its host uid and host-root DAC.
+			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		}
 		// A command at a terminal gets the terminal's foreground, so Ctrl-C
 		// reaches it once, from the kernel, and not again from us.
 		if l.fg {
@@ -280,11 +294,14 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	if err := nsexec.SendConfig(parent, &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, UserNS: cfg.User,
 	}); err != nil {
 		return err
 	}
-	err = nsexec.Wait(parent)
+	err = nsexec.WaitWith(parent, parent, func() error {
+		// The init stage may not reach the host's mount namespace; we may.
+		return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, l.LevelDir))
+	})
 	if errors.Is(err, nsexec.ErrDied) {
 		// The child end is closed; the init stage is gone or going.
 		_ = cmd.Wait()
@@ -315,6 +332,9 @@ func isForeground(f *os.File) bool {
 func ExecInPlace(cfg Config) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cfg.User {
+		return &FlagError{"--exec", errors.New("cannot be combined with --user yet")}
 	}
 	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
 		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}
@@ -375,4 +395,35 @@ func (l *Level) recordCgroups(writes []cgroup.Write) {
 	for _, w := range writes {
 		l.state.Limits[w.File] = w.Value
 	}
+}
+
+// handOver gives the level's root (a host id in a user namespace) what a
+// delegatee gets: its inner cgroup directories and, in them, the files the
+// kernel lists as delegatable, plus its run directory. The limit files stay
+// the host's, so the level cannot write them: the kernel enforces it.
+func (l *Level) handOver(cfg Config) error {
+	uid, gid := cfg.UIDMap.Outer, cfg.GIDMap.Outer
+	files := []string{"cgroup.procs", "cgroup.threads", "cgroup.subtree_control"}
+	if b, err := os.ReadFile("/sys/kernel/cgroup/delegate"); err == nil {
+		files = strings.Fields(string(b))
+	}
+	for _, d := range l.cgroups.Dirs {
+		own := []string{d.Inner}
+		names := files
+		if !d.V2() {
+			names = []string{"cgroup.procs", "tasks"}
+		}
+		for _, f := range names {
+			own = append(own, filepath.Join(d.Inner, f))
+		}
+		for _, p := range own {
+			if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("hand %s to the level's root (%d:%d): %w", p, uid, gid, err)
+			}
+		}
+	}
+	if err := os.Lchown(l.LevelDir, uid, gid); err != nil {
+		return fmt.Errorf("hand %s to the level's root: %w", l.LevelDir, err)
+	}
+	return nil
 }

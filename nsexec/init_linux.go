@@ -33,6 +33,7 @@ func Main() {
 		mainInPlace()
 	}
 	sync := os.NewFile(SyncFD, "sync")
+	syncFile = sync
 	// ExtraFiles arrive without close-on-exec; the launcher learns that
 	// execve succeeded from the EOF this flag produces.
 	unix.CloseOnExec(SyncFD)
@@ -61,7 +62,12 @@ func run(c *Config) (string, error) {
 		do   func(*Config) error
 	}{
 		{StepCgroupNS, unshareCgroupNS},
-		{StepPropagation, func(c *Config) error { return propagation(c.LevelDir) }},
+		{StepPropagation, func(c *Config) error {
+			if c.UserNS {
+				return propagationUserNS(c.LevelDir)
+			}
+			return propagation(c.LevelDir)
+		}},
 		{StepHide, hide},
 		{StepRunDir, func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) }},
 		{StepCgroupMount, cgroupMounts},
@@ -134,6 +140,37 @@ func propagation(levelDir string) error {
 		return fmt.Errorf("%w (MOVE_MOUNT_SET_GROUP needs Linux 5.15 or later)", err)
 	}
 	return err
+}
+
+// syncFile is the socket to the launcher, for requests mid-way.
+var syncFile *os.File
+
+// propagationUserNS: the inherited run directory is locked here; a bind
+// of it onto itself is ours to change. Made private, the launcher (which
+// holds CAP_SYS_ADMIN over both namespaces) joins it to the host's peer
+// group through /proc/PID/root with MOVE_MOUNT_SET_GROUP.
+func propagationUserNS(levelDir string) error {
+	unix.Close(LevelFD)
+	if err := mounts.SlaveAll(); err != nil {
+		return err
+	}
+	if err := mounts.BindTree(levelDir, levelDir); err != nil {
+		return err
+	}
+	if err := mounts.MakePrivate(levelDir); err != nil {
+		return err
+	}
+	if err := send(syncFile, message{Type: "set-group"}); err != nil {
+		return err
+	}
+	var m message
+	if err := readMessage(syncFile, &m); err != nil {
+		return fmt.Errorf("wait for the launcher: %w", err)
+	}
+	if m.Type != "ok" {
+		return fmt.Errorf("the launcher could not join %s to the host's peer group: %s", levelDir, m.Text)
+	}
+	return nil
 }
 
 // hide detaches every cgroup filesystem inherited from the host (they

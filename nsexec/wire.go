@@ -62,6 +62,11 @@ type Config struct {
 	KillSignal int `json:"kill_signal,omitempty"`
 	// MountProc mounts a fresh /proc (with a PID namespace).
 	MountProc bool `json:"mount_proc,omitempty"`
+	// UserNS: the level has its own user namespace. Its mount namespace
+	// is less privileged: inherited mounts are locked and nothing it
+	// mounts propagates out by itself, so the launcher joins its run
+	// directory to the host's peer group on request.
+	UserNS bool `json:"user_ns,omitempty"`
 }
 
 // InPlaceArg is argv[1] of an in-place init stage; argv[2] and argv[3]
@@ -155,7 +160,12 @@ var ErrDied = errors.New("init stage exited before exec")
 
 // Wait reads the init stage's reports until EOF. It returns nil once the
 // command was exec'd, a *StepError for a reported failure, or ErrDied.
-func Wait(r io.Reader) error {
+func Wait(r io.Reader) error { return WaitWith(r, nil, nil) }
+
+// WaitWith is Wait for a level in a user namespace: when the init stage
+// asks ("set-group"), setGroup puts its run directory in the host's peer
+// group (the init stage may not), and the answer goes back on w.
+func WaitWith(r io.Reader, w io.Writer, setGroup func() error) error {
 	execd := false
 	for {
 		var m message
@@ -172,6 +182,17 @@ func Wait(r io.Reader) error {
 		switch m.Type {
 		case "exec":
 			execd = true
+		case "set-group":
+			if setGroup == nil {
+				return errors.New("init stage asked to join a peer group, unasked")
+			}
+			if err := setGroup(); err != nil {
+				reportError(w, StepPropagation, err)
+				return err
+			}
+			if err := send(w, message{Type: "ok"}); err != nil {
+				return err
+			}
 		case "error":
 			return &StepError{Step: m.Step, Errno: syscall.Errno(m.Errno), Text: m.Text}
 		default:

@@ -220,3 +220,67 @@ func TestKillChild(t *testing.T) {
 		}
 	}
 }
+
+// Issue 5 item 4: --user: root inside is a mapped host id; the kernel
+// refuses the level's writes to its own root's limits; it can still make
+// children; a cgroupfs it mounts later reaches the host mirror.
+func TestUserNamespace(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	cs := needController(t, "memory", "pids")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777) // the level's root is host uid 100000
+	os.Chmod(filepath.Dir(dir), 0o755)
+	mem, pids := cs["memory"], cs["pids"]
+	memFile := "memory.limit_in_bytes"
+	if mem.v2 {
+		memFile = "memory.max"
+	}
+	late := "mount -t cgroup2 none /sys/fs/cgroup/extra"
+	lateType := "cgroup2"
+	if hierarchy(t, "cgroup2") == nil {
+		late, lateType = "mount -t cgroup -o "+strings.Join(hierarchies(t)[0].Controllers, ",")+" none /sys/fs/cgroup/extra", "cgroup"
+	}
+	l := start(t, nil, append([]string{"--user", "--memory", "32M", "--pids-max", "40"}, script(
+		"echo uid=$(id -u) > "+dir+"/out",
+		fmt.Sprintf("echo 1073741824 > %s/%s 2>/dev/null; echo raise-mem=$? >> %s/out", mem.inside, memFile, dir),
+		fmt.Sprintf("echo max > %s/pids.max 2>/dev/null; echo raise-pids=$? >> %s/out", pids.inside, dir),
+		fmt.Sprintf("mkdir %s/sub && echo sub=0 >> %s/out", pids.inside, dir),
+		"mkdir /sys/fs/cgroup/extra; "+late+"; echo late=$? >> "+dir+"/out",
+		"echo $$ > "+dir+"/pid",
+		"while [ ! -e "+dir+"/go ]; do sleep 0.01; done",
+		"rmdir "+pids.inside+"/sub")...)...)
+	pid := pidOf(t, l, dir+"/pid")
+	out := parseKV(mustRead(t, dir+"/out"))
+	if out["uid"] != "0" {
+		t.Errorf("uid inside %s, want 0", out["uid"])
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if !strings.Contains(string(status), "Uid:\t100000\t100000") {
+		t.Errorf("CMD is not the mapped root on the host:\n%s", status)
+	}
+	if out["raise-mem"] == "0" || out["raise-pids"] == "0" {
+		t.Errorf("writes to the level's own limits succeeded: %v", out)
+	}
+	if out["sub"] != "0" || out["late"] != "0" {
+		t.Errorf("the level could not make a child cgroup or mount a cgroupfs: %v", out)
+	}
+	found := false
+	for _, m := range mountLines(t, "self") {
+		if strings.HasPrefix(m, filepath.Join(runDir, "levels", l.name, "cgroup", "extra")+" "+lateType) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the cgroupfs mounted inside after start is not on the host mirror")
+	}
+	os.WriteFile(dir+"/go", nil, 0o644)
+	if r := l.wait(t); r.code != 0 {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, bad := range [][]string{{"--user", "--map-users", "5:100000:10"}, {"--map-users", "0:100000:10"}, {"--user", "--map-users", "x"}} {
+		if r := clu(t, append(bad, "--", "true")...); r.code != 125 || !oneLine(r.stderr, "--map-users") {
+			t.Errorf("%v: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+}

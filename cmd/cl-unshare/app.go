@@ -79,6 +79,10 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "kill-child", Usage: "if the supervisor dies, send `SIG` to CMD (--kill-child alone: KILL)"},
 		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new PID namespace: CMD is its PID 1"},
 		&cli.BoolFlag{Name: "mount-proc", Usage: "mount a fresh /proc for the PID namespace (with --pid)"},
+		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
+		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
+		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
+		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
 	}
 }
 
@@ -95,6 +99,23 @@ func configFrom(c *cli.Context) (level.Config, error) {
 	}
 	cfg.ReadyFD, cfg.StatusFD = c.Int("ready-fd"), c.Int("json-status-fd")
 	cfg.PID, cfg.MountProc = c.Bool("pid"), c.Bool("mount-proc")
+	cfg.User = c.Bool("user") || c.Bool("map-root-user")
+	if c.Bool("map-root-user") {
+		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Getuid(), Count: 1}
+		cfg.GIDMap = level.IDMap{Inner: 0, Outer: os.Getgid(), Count: 1}
+	}
+	for _, m := range []struct {
+		flag, file string
+		to         *level.IDMap
+	}{{"map-users", "/etc/subuid", &cfg.UIDMap}, {"map-groups", "/etc/subgid", &cfg.GIDMap}} {
+		if v := c.String(m.flag); v != "" {
+			idm, err := level.ParseIDMap(v, m.file)
+			if err != nil {
+				return cfg, &level.FlagError{Flag: "--" + m.flag, Err: err}
+			}
+			*m.to = idm
+		}
+	}
 	if c.IsSet("kill-child") {
 		sig, err := parseSignal(c.String("kill-child"))
 		if err != nil {

@@ -1,0 +1,78 @@
+package level
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// IDMap maps Count ids from Inner (in the level's user namespace) to
+// Outer (on the host).
+type IDMap struct {
+	Inner, Outer, Count int
+}
+
+// defaultRange is the host range a level's ids map to when /etc/subuid
+// has none for root: the first range useradd hands out.
+var defaultRange = IDMap{Inner: 0, Outer: 100000, Count: 65536}
+
+// ParseIDMap parses "INNER:OUTER:COUNT", or "auto" for root's range in
+// /etc/subuid (or /etc/subgid), else 100000:65536, mapped from 0.
+func ParseIDMap(s, subFile string) (IDMap, error) {
+	if s == "auto" {
+		if r, ok := subRange(subFile); ok {
+			return r, nil
+		}
+		return defaultRange, nil
+	}
+	f := strings.Split(s, ":")
+	bad := fmt.Errorf("invalid map %q (use INNER:OUTER:COUNT, such as 0:100000:65536, or auto)", s)
+	if len(f) != 3 {
+		return IDMap{}, bad
+	}
+	var n [3]int
+	for i := range f {
+		v, err := strconv.Atoi(f[i])
+		if err != nil || v < 0 || v > 1<<32-2 {
+			return IDMap{}, bad
+		}
+		n[i] = v
+	}
+	m := IDMap{n[0], n[1], n[2]}
+	if m.Count == 0 {
+		return IDMap{}, bad
+	}
+	if m.Inner > 0 {
+		return IDMap{}, fmt.Errorf("map %q leaves root (id 0) unmapped: the level could not set itself up", s)
+	}
+	if r, ok := subRange(subFile); ok && (m.Outer < r.Outer || m.Outer+m.Count > r.Outer+r.Count) {
+		return IDMap{}, fmt.Errorf("map %q: host ids %d-%d are not root's subordinate range %d-%d in %s", s, m.Outer, m.Outer+m.Count-1, r.Outer, r.Outer+r.Count-1, subFile)
+	}
+	return m, nil
+}
+
+// subRange reads root's first range from /etc/subuid or /etc/subgid.
+func subRange(path string) (IDMap, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return IDMap{}, false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		p := strings.Split(strings.TrimSpace(s.Text()), ":")
+		if len(p) == 3 && (p[0] == "root" || p[0] == "0") {
+			start, e1 := strconv.Atoi(p[1])
+			count, e2 := strconv.Atoi(p[2])
+			if e1 == nil && e2 == nil && count > 0 {
+				return IDMap{Inner: 0, Outer: start, Count: count}, true
+			}
+		}
+	}
+	return IDMap{}, false
+}
+
+var errNoUserNS = errors.New("needs --user")
