@@ -26,9 +26,10 @@ func BenchmarkStartLatency(b *testing.B) {
 		// --exec leaves the level for gc, which runs untimed after it.
 		"exec":    {bin, "--exec", "--cgroup-parent", testParent, "--", "/bin/true"},
 		"pid":     {bin, "--pid", "--mount-proc", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"user":    {bin, "--user", "--cgroup-parent", testParent, "--", "/bin/true"},
 		"unshare": {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
 	}
-	order := []string{"cl-unshare", "exec", "pid", "unshare"}
+	order := []string{"cl-unshare", "exec", "pid", "user", "unshare"}
 	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
