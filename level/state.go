@@ -78,7 +78,12 @@ func statePath(runDir, name string) string {
 // claimState creates the state file, failing if the name is taken: the
 // file is the level's name lock, taken before anything else is made.
 func claimState(runDir string, s *State) error {
-	if err := os.MkdirAll(stateDir(runDir), 0o700); err != nil {
+	// RUN itself must stay searchable (a level's root in a user namespace
+	// walks through it); only RUN/state is the host's alone.
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	if err := os.Mkdir(stateDir(runDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	f, err := os.OpenFile(statePath(runDir, s.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
