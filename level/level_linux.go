@@ -80,6 +80,11 @@ func (l *Level) Close() error {
 	if l.fg {
 		restoreForeground()
 	}
+	if l.watch != nil {
+		// The level is going away with us: the watchdog has nothing to do.
+		_ = l.watch.Process.Kill()
+		_ = l.watch.Wait()
+	}
 	for i := len(l.undo) - 1; i >= 0; i-- {
 		if err := l.undo[i](); err != nil {
 			errs = append(errs, err)

@@ -39,6 +39,7 @@ type Level struct {
 	runDir   string
 	state    *State
 	statusFD int
+	watch    *exec.Cmd     // the --kill-child watchdog
 	done     chan struct{} // closed by Close, ends StartContext's watcher
 	cmd      *exec.Cmd
 	cgroups  *cgroup.Level
@@ -122,6 +123,11 @@ func Start(cfg Config) (_ *Level, err error) {
 	l.state.Cmd = procOf(l.cmd.Process.Pid)
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
+	}
+	if cfg.KillSignal != 0 {
+		if err := l.startWatch(cfg.KillSignal); err != nil {
+			return nil, err
+		}
 	}
 	l.statusFD = cfg.StatusFD
 	if err := l.report(readyEvent(l)); err != nil {

@@ -188,8 +188,11 @@ func TestKillChild(t *testing.T) {
 	noLeaks(t)
 	self, _ := os.Executable()
 	for _, killChild := range []bool{true, false} {
-		ready := filepath.Join(t.TempDir(), "ready")
-		args := []string{"--", self, strconv.Itoa(int(unix.SIGUSR2)), ready}
+		tmp := t.TempDir()
+		ready := filepath.Join(tmp, "ready")
+		// CMD and another process of the level: both must get the signal.
+		args := script("sleep 600 & echo $! > "+tmp+"/bg",
+			fmt.Sprintf("exec %s %d %s", self, unix.SIGUSR2, ready))
 		if killChild {
 			args = append([]string{"--kill-child=USR2"}, args...)
 		}
@@ -204,8 +207,10 @@ func TestKillChild(t *testing.T) {
 		cmdPID := i.CmdPID
 		l.cmd.Process.Kill()
 		<-l.done
+		bg := pidOf(t, nil, tmp+"/bg")
 		if killChild {
 			waitFor(t, "CMD to get SIGUSR2", func() bool { return !alive(cmdPID) })
+			waitFor(t, "the level's other process to get SIGUSR2", func() bool { return !alive(bg) })
 		} else {
 			time.Sleep(100 * time.Millisecond)
 			if !alive(cmdPID) {

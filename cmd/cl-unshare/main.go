@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +25,9 @@ const (
 func main() {
 	if nsexec.IsInit() {
 		nsexec.Main() // never returns
+	}
+	if level.IsWatch() {
+		os.Exit(level.WatchMain(os.Args[1:]))
 	}
 	os.Exit(run(os.Args, os.Stderr))
 }
