@@ -25,6 +25,9 @@ func (l *Level) Kill() error {
 	if d != nil && failpoint.At("cgroup.kill") == nil {
 		if _, err := os.Stat(filepath.Join(d.Outer, "cgroup.kill")); err == nil {
 			if err := WriteFile(d.Outer, "cgroup.kill", "1"); err != nil {
+				if gone(err) {
+					return nil
+				}
 				return err
 			}
 			// A task frozen by the v1 freezer cannot die until thawed.
@@ -113,7 +116,9 @@ func waitEmpty(dir string) error {
 	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
 		v, err := KeyValue(dir, "cgroup.events", "populated")
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			// The cgroup went away (its supervisor removed it meanwhile):
+			// ENOENT, or ENODEV for a file open while it was removed.
+			if gone(err) {
 				return nil
 			}
 			return err
@@ -151,4 +156,9 @@ func waitFor(cond func() (bool, error)) error {
 		}
 		time.Sleep(delay)
 	}
+}
+
+// gone reports whether err means the cgroup no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
 }
