@@ -448,7 +448,7 @@ func Procs(dir string) ([]int, error) {
 	var pids []int
 	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if gone(err) {
 				return nil // a child cgroup removed while we walk
 			}
 			return err
@@ -458,7 +458,7 @@ func Procs(dir string) ([]int, error) {
 		}
 		s, err := ReadFile(p, "cgroup.procs")
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if gone(err) {
 				return nil
 			}
 			return err
