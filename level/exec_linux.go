@@ -97,10 +97,24 @@ func Exec(c ExecConfig) (*Process, error) {
 		}
 		fds = append(fds, f)
 	}
-	return startJoin(c, targets, fds)
+	// A level with a PID namespace of its own: enter it too.
+	joinPID := readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")
+	if joinPID {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", member))
+		if err != nil {
+			return nil, fmt.Errorf("open pid namespace of level %s: %w", c.Name, err)
+		}
+		fds = append(fds, f)
+	}
+	return startJoin(c, targets, fds, joinPID)
 }
 
-func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File) (*Process, error) {
+func readlinkNS(pid int, ns string) string {
+	s, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+	return s
+}
+
+func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, joinPID bool) (*Process, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -152,7 +166,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File) (*Pr
 		}
 	}
 	wd, _ := os.Getwd()
-	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, Dir: wd, Argv: c.Argv}); err != nil {
+	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, JoinPID: joinPID, Dir: wd, Argv: c.Argv}); err != nil {
 		return fail(err)
 	}
 	if err := nsexec.Wait(parent); err != nil {

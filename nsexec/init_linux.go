@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
@@ -112,7 +114,47 @@ func join(c *Config) (string, error) {
 	if err := unix.Chdir(c.Dir); err != nil {
 		_ = unix.Chdir("/")
 	}
+	if c.JoinPID {
+		if err := unix.Setns(PIDNSFD, unix.CLONE_NEWPID); err != nil {
+			return StepJoin, fmt.Errorf("setns pid namespace: %w", err)
+		}
+		unix.Close(PIDNSFD)
+		runChild(c)
+	}
 	return "before exec", failpoint.At("before exec")
+}
+
+// runChild runs CMD as a child, which the PID namespace entered above
+// takes in (forked from this locked thread), tells the launcher it runs,
+// passes signals on and exits with CMD's status in the shell convention.
+func runChild(c *Config) {
+	path, err := lookPath(c.Argv[0])
+	if err != nil {
+		reportError(syncFile, StepExec, err)
+		os.Exit(125)
+	}
+	cmd := exec.Command(path, c.Argv[1:]...)
+	cmd.Args[0] = c.Argv[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	if err := cmd.Start(); err != nil {
+		reportError(syncFile, StepExec, fmt.Errorf("%s: %w", c.Argv[0], unwrap(err)))
+		os.Exit(125)
+	}
+	_ = send(syncFile, message{Type: "exec"})
+	syncFile.Close()
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+	_ = cmd.Wait()
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		os.Exit(128 + int(ws.Signal()))
+	}
+	os.Exit(ws.ExitStatus())
 }
 
 func unshareCgroupNS(*Config) error {

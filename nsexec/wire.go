@@ -36,6 +36,7 @@ const (
 	// For a join (cl-unshare exec), instead of LevelFD:
 	CgroupNSFD = 4
 	MountNSFD  = 5
+	PIDNSFD    = 6 // only with Config.JoinPID
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -49,8 +50,12 @@ type Config struct {
 	// open as CgroupNSFD and MountNSFD (the launcher put us in the level's
 	// cgroups already) instead of building a level; Dir is the directory
 	// to run in there, "/" if it does not exist.
-	Join bool   `json:"join,omitempty"`
-	Dir  string `json:"dir,omitempty"`
+	Join bool `json:"join,omitempty"`
+	// JoinPID: also enter the level's PID namespace (open as PIDNSFD).
+	// That namespace takes only children, so the init stage stays, runs
+	// CMD as its child there, passes signals on and exits as CMD did.
+	JoinPID bool   `json:"join_pid,omitempty"`
+	Dir     string `json:"dir,omitempty"`
 	// InPlace, for --exec: the launcher exec'd us with the same PID, in
 	// the level's cgroups already; we make the mount namespace ourselves,
 	// and report failures on stderr, as nobody waits on a socket.

@@ -175,6 +175,12 @@ func TestPIDNamespace(t *testing.T) {
 		"echo $$ > "+dir+"/pid",
 		"while :; do sleep 0.01; done")...)...)
 	pidOf(t, l, dir+"/pid")
+	// exec joins the level's PID namespace too: a small PID, its /proc.
+	r = cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "echo pid=$$; echo procs=$(ls /proc | grep -c '^[0-9]'); exit 6")
+	out = parseKV(r.stdout)
+	if n, _ := strconv.Atoi(out["pid"]); r.code != 6 || n == 0 || n > 50 {
+		t.Errorf("exec into a PID namespace: exit %d, pid %s: %s", r.code, out["pid"], r.stderr)
+	}
 	l.cmd.Process.Signal(unix.SIGTERM)
 	if r := l.wait(t); r.code != 42 {
 		t.Errorf("SIGTERM forwarded to PID 1 with a trap: exit %d", r.code)
