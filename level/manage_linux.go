@@ -3,8 +3,10 @@ package level
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,7 +135,7 @@ func describe(s *State, v view, infos []*mountinfo.Info) Info {
 	if p, ok := i.Cgroups["cgroup2"]; ok {
 		i.InnerCgroup = p.Inner
 	} else {
-		for _, h := range sortedKeys(i.Cgroups) {
+		for _, h := range slices.Sorted(maps.Keys(i.Cgroups)) {
 			i.InnerCgroup = i.Cgroups[h].Inner
 			break
 		}
@@ -165,15 +167,6 @@ func describe(s *State, v view, infos []*mountinfo.Info) Info {
 		}
 	}
 	return i
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // cgroups adopts the level's cgroups as the caller sees them (nil if none is left).

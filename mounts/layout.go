@@ -157,17 +157,3 @@ func relativeTo(dir, p string) (string, bool) {
 	}
 	return "", false
 }
-
-// Propagation returns the shared and master peer-group IDs of a mount's
-// optional fields (0 when absent).
-func Propagation(m *mountinfo.Info) (shared, master int) {
-	for _, f := range strings.Fields(m.Optional) {
-		var n int
-		if _, err := fmt.Sscanf(f, "shared:%d", &n); err == nil {
-			shared = n
-		} else if _, err := fmt.Sscanf(f, "master:%d", &n); err == nil {
-			master = n
-		}
-	}
-	return shared, master
-}

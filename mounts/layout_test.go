@@ -298,27 +298,3 @@ func TestUnder(t *testing.T) {
 		}
 	}
 }
-
-func TestPropagation(t *testing.T) {
-	for _, c := range []struct {
-		opt            string
-		shared, master int
-	}{
-		{"", 0, 0},
-		{"shared:3", 3, 0},
-		{"master:1", 0, 1},
-		{"shared:3 master:1", 3, 1},
-		{"master:12 shared:40", 40, 12},
-		{"master:7 propagate_from:2", 0, 7},
-		{"unbindable", 0, 0},
-	} {
-		s, m := Propagation(&mountinfo.Info{Optional: c.opt})
-		if s != c.shared || m != c.master {
-			t.Errorf("Propagation(%q) = %d, %d; want %d, %d", c.opt, s, m, c.shared, c.master)
-		}
-	}
-	infos := parse(t, unifiedMountinfo)
-	if s, m := Propagation(infos[2]); s != 4 || m != 0 {
-		t.Errorf("Propagation of parsed %q = %d, %d; want 4, 0", infos[2].Optional, s, m)
-	}
-}

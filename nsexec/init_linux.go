@@ -283,7 +283,7 @@ func lookPath(name string) (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if errors.Is(err, exec.ErrNotFound) {
-		return "", fmt.Errorf("%s: executable file not found in $PATH: %w", name, unix.ENOENT)
+		return "", notFound(name)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", name, unwrap(err))
@@ -298,3 +298,10 @@ func unwrap(err error) error {
 	}
 	return err
 }
+
+// notFound is "executable file not found in $PATH", said once (not with
+// ENOENT's own text after it), and still ENOENT for errors.Is and 127.
+type notFound string
+
+func (n notFound) Error() string { return string(n) + ": executable file not found in $PATH" }
+func (n notFound) Unwrap() error { return unix.ENOENT }

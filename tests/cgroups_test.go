@@ -133,18 +133,7 @@ func TestFreshSysFsCgroup(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	var inside []string
-	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
-		fs := strings.Fields(line)
-		sep := 0
-		for i, f := range fs {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		inside = append(inside, fs[4]+" "+fs[sep+1]+" "+fs[3])
-	}
+	inside := mountLinesFrom(t, strings.NewReader(r.stdout))
 	got := layoutOf(inside)
 	if fmt.Sprint(got) != fmt.Sprint(host) {
 		t.Errorf("layout inside:\n%v\nhost's:\n%v", got, host)

@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"bufio"
-	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -461,18 +459,19 @@ func mountLines(t *testing.T, pid string) []string {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	return mountLinesFrom(t, f)
+}
+
+// mountLinesFrom reads mountinfo text as "MOUNTPOINT FSTYPE ROOT" lines.
+func mountLinesFrom(t *testing.T, r io.Reader) []string {
+	t.Helper()
+	infos, err := mounts.Parse(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fs := strings.Fields(s.Text())
-		sep := 0
-		for i, f := range fs {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		out = append(out, fs[4]+" "+fs[sep+1]+" "+fs[3])
+	for _, m := range infos {
+		out = append(out, m.Mountpoint+" "+m.FSType+" "+m.Root)
 	}
 	return out
 }
@@ -489,7 +488,3 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-func isErrno(err error, e syscall.Errno) bool { return errors.Is(err, e) }
-
-var _ = context.Background

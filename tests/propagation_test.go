@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func TestPropagation(t *testing.T) {
 		t.Errorf("the %s the level mounted at /sys/fs/cgroup/extra is not at %s/extra on the host", lateType, mirror)
 	}
 	want := append(layoutOf(host), "/extra "+lateType)
-	if got := layoutOf(mirrored); fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
+	if got := layoutOf(mirrored); fmt.Sprint(slices.Sorted(slices.Values(got))) != fmt.Sprint(slices.Sorted(slices.Values(want))) {
 		t.Errorf("mirror layout %v, want the host's %v", got, want)
 	}
 	os.WriteFile(dir+"/go2", nil, 0o644)
@@ -108,18 +109,6 @@ func TestPropagation(t *testing.T) {
 			t.Errorf("mirror still mounted after exit: %s", m)
 		}
 	}
-}
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // Item 4: --run-dir replaces /run/cl-unshare.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -110,28 +112,13 @@ func pid(p int) string {
 
 func limits(m map[string]string) string {
 	var out []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, k+"="+strings.ReplaceAll(m[k], " ", "_"))
 	}
 	if len(out) == 0 {
 		return "-"
 	}
 	return strings.Join(out, ",")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -155,7 +142,7 @@ func inspectCmd(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "name:        %s\nstate:       %s\nsupervisor:  %s\ncmd:         %s %s\n",
 		i.Name, i.State, pid(i.SupervisorPID), pid(i.CmdPID), strings.Join(i.Argv, " "))
-	for _, h := range sortedKeys(i.Cgroups) {
+	for _, h := range slices.Sorted(maps.Keys(i.Cgroups)) {
 		fmt.Fprintf(w, "cgroup:      %-14s outer %s, inner %s\n", h, i.Cgroups[h].Outer, i.Cgroups[h].Inner)
 	}
 	fmt.Fprintf(w, "limits:      %s\n", limits(i.Limits))
@@ -268,10 +255,10 @@ func checkCmd(c *cli.Context, code *exitCode) error {
 		for _, h := range r.Hierarchies {
 			fmt.Fprintf(w, "hierarchy:    %s\n", h)
 		}
-		for _, f := range sortedKeys(r.Features) {
+		for _, f := range slices.Sorted(maps.Keys(r.Features)) {
 			fmt.Fprintf(w, "feature:      %-22s %v\n", f, r.Features[f])
 		}
-		for _, h := range sortedKeys(r.Bases) {
+		for _, h := range slices.Sorted(maps.Keys(r.Bases)) {
 			fmt.Fprintf(w, "levels go:    %-14s under %s\n", h, r.Bases[h])
 		}
 		fmt.Fprintf(w, "enforcement:  %s\n", r.Enforcement)
