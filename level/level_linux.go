@@ -77,6 +77,10 @@ func (l *Level) Close() error {
 		_ = l.cmd.Process.Kill()
 		_ = l.cmd.Wait()
 	}
+	if l.releaseThread != nil {
+		// After the kill: with --kill-child its exit signals CMD.
+		l.releaseThread()
+	}
 	if l.fg {
 		restoreForeground()
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,7 +46,9 @@ type Level struct {
 	cgroups  *cgroup.Level
 	fg       bool
 	closed   bool
-	undo     []func() error
+	// releaseThread ends the parked thread a --user level was cloned from.
+	releaseThread func()
+	undo          []func() error
 }
 
 // Start validates cfg, builds the level and starts its command. When it
@@ -272,24 +275,40 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		}
 	}
 	intoCgroup := cgroupFD >= 0
-	cmd := newCmd(intoCgroup)
-	// Pdeathsig follows the thread that forks: keep it until the init
-	// stage has exec'd (it clears the signal just before).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	err = failpoint.At("spawn")
-	if err == nil {
-		err = cmd.Start()
-		if err != nil && intoCgroup {
-			// Kernels before 5.7 have no CLONE_INTO_CGROUP; join by hand.
-			intoCgroup = false
-			cmd = newCmd(false)
+	var cmd *exec.Cmd
+	start := func() error {
+		cmd = newCmd(intoCgroup)
+		err := failpoint.At("spawn")
+		if err == nil {
 			err = cmd.Start()
+			if err != nil && intoCgroup {
+				// Kernels before 5.7 have no CLONE_INTO_CGROUP; join by hand.
+				intoCgroup = false
+				cmd = newCmd(false)
+				err = cmd.Start()
+			}
 		}
+		if err != nil {
+			return fmt.Errorf("start init stage: %w", err)
+		}
+		return nil
+	}
+	c := &nsexec.Config{
+		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, UserNS: cfg.User,
+	}
+	if cfg.User {
+		l.releaseThread, err = startPrepared(c, start)
+	} else {
+		// Pdeathsig follows the thread that forks: keep it until the init
+		// stage has exec'd (it clears the signal just before).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err = start()
 	}
 	child.Close()
 	if err != nil {
-		return fmt.Errorf("start init stage: %w", err)
+		return err
 	}
 	l.cmd = cmd
 	if err := l.cgroups.Join(cmd.Process.Pid, intoCgroup); err != nil {
@@ -298,15 +317,13 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	if err := failpoint.At("release"); err != nil {
 		return err
 	}
-	if err := nsexec.SendConfig(parent, &nsexec.Config{
-		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, UserNS: cfg.User,
-	}); err != nil {
+	if err := nsexec.SendConfig(parent, c); err != nil {
 		return err
 	}
 	err = nsexec.WaitWith(parent, parent, func() error {
 		// The init stage may not reach the host's mount namespace; we may.
-		return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, l.LevelDir))
+		// Its run directory is at RUN there (PrepareMounts).
+		return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
 	})
 	if errors.Is(err, nsexec.ErrDied) {
 		// The child end is closed; the init stage is gone or going.
@@ -314,6 +331,38 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		return fmt.Errorf("%w: %v", err, cmd.ProcessState)
 	}
 	return err
+}
+
+// startPrepared calls start on an OS thread of its own, in a mount
+// namespace of its own made ready by nsexec.PrepareMounts: a clone copies
+// the namespaces of the thread that calls it, so the init stage's user
+// namespace gets that prepared, locked view. The thread is then parked,
+// as the parent that Pdeathsig (and --kill-child) watch, until release
+// is called; it ends with its goroutine, and its namespace with it.
+func startPrepared(c *nsexec.Config, start func() error) (release func(), err error) {
+	result := make(chan error, 1)
+	parked := make(chan struct{})
+	go func() {
+		// Never unlocked: a goroutine that exits locked takes its thread
+		// (and the thread's mount namespace) with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
+			return
+		}
+		if err := nsexec.PrepareMounts(c); err != nil {
+			result <- err
+			return
+		}
+		if err := start(); err != nil {
+			result <- err
+			return
+		}
+		result <- nil
+		<-parked
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(parked) }) }, <-result
 }
 
 func orStd(f, std *os.File) *os.File {

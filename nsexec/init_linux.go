@@ -66,12 +66,14 @@ func run(c *Config) (string, error) {
 		{StepCgroupNS, unshareCgroupNS},
 		{StepPropagation, func(c *Config) error {
 			if c.UserNS {
-				return propagationUserNS(c.LevelDir)
+				return propagationUserNS(c.RunDir)
 			}
 			return propagation(c.LevelDir)
 		}},
-		{StepHide, hide},
-		{StepRunDir, func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) }},
+		// With a user namespace the launcher did these two before the
+		// namespace existed (PrepareMounts), where they can be undone.
+		{StepHide, skipIfUserNS(hide)},
+		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
 		{StepCgroupMount, cgroupMounts},
 		{StepProc, func(c *Config) error {
 			if !c.MountProc {
@@ -184,22 +186,67 @@ func propagation(levelDir string) error {
 	return err
 }
 
+func skipIfUserNS(do func(*Config) error) func(*Config) error {
+	return func(c *Config) error {
+		if c.UserNS {
+			return nil
+		}
+		return do(c)
+	}
+}
+
+// PrepareMounts readies the calling thread's own mount namespace (made by
+// unshare(CLONE_FS|CLONE_NEWNS), still owned by the host's user namespace)
+// for a level with a user namespace to be cloned from: no host cgroupfs,
+// no other level's run directory, the level's run directory at RUN. A
+// mount namespace copied into a new user namespace has every mount locked
+// together, so what is removed here can never be brought back from inside,
+// while a mount the level itself covered could be unmounted to show the
+// host's whole cgroup tree. A failure is a *StepError.
+func PrepareMounts(c *Config) error {
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		// First: as peers of the host's mounts, the unmounts below would
+		// reach the host.
+		{StepPropagation, mounts.SlaveAll},
+		{StepHide, func() error { return hide(c) }},
+		{StepRunDir, func() error {
+			if err := mounts.Move(c.LevelDir, c.RunDir); err != nil {
+				return err
+			}
+			// The level joins a bind of it to the host's peer group; this
+			// copy, locked under that bind, need not get every mount twice.
+			return mounts.MakePrivate(c.RunDir)
+		}},
+	}
+	for _, s := range steps {
+		err := failpoint.At(s.name)
+		if err == nil {
+			err = s.do()
+		}
+		if err != nil {
+			return newStepError(s.name, err)
+		}
+	}
+	return nil
+}
+
 // syncFile is the socket to the launcher, for requests mid-way.
 var syncFile *os.File
 
-// propagationUserNS: the inherited run directory is locked here; a bind
-// of it onto itself is ours to change. Made private, the launcher (which
-// holds CAP_SYS_ADMIN over both namespaces) joins it to the host's peer
-// group through /proc/PID/root with MOVE_MOUNT_SET_GROUP.
-func propagationUserNS(levelDir string) error {
+// propagationUserNS: the run directory, already at RUN (PrepareMounts),
+// is locked here and a slave; a bind of it onto itself is ours to change.
+// Made private, the launcher (which holds CAP_SYS_ADMIN over both
+// namespaces) joins it to the host's peer group through /proc/PID/root
+// with MOVE_MOUNT_SET_GROUP.
+func propagationUserNS(runDir string) error {
 	unix.Close(LevelFD)
-	if err := mounts.SlaveAll(); err != nil {
+	if err := mounts.BindTree(runDir, runDir); err != nil {
 		return err
 	}
-	if err := mounts.BindTree(levelDir, levelDir); err != nil {
-		return err
-	}
-	if err := mounts.MakePrivate(levelDir); err != nil {
+	if err := mounts.MakePrivate(runDir); err != nil {
 		return err
 	}
 	if err := send(syncFile, message{Type: "set-group"}); err != nil {
@@ -210,7 +257,7 @@ func propagationUserNS(levelDir string) error {
 		return fmt.Errorf("wait for the launcher: %w", err)
 	}
 	if m.Type != "ok" {
-		return fmt.Errorf("the launcher could not join %s to the host's peer group: %s", levelDir, m.Text)
+		return fmt.Errorf("the launcher could not join %s to the host's peer group: %s", runDir, m.Text)
 	}
 	return nil
 }

@@ -208,12 +208,14 @@ func WaitWith(r io.Reader, w io.Writer, setGroup func() error) error {
 
 // reportError sends a step's failure, keeping the errno.
 func reportError(w io.Writer, step string, err error) {
-	m := message{Type: "error", Step: step, Text: err.Error()}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		m.Errno = int(errno)
-	}
-	_ = send(w, m)
+	e := newStepError(step, err)
+	_ = send(w, message{Type: "error", Step: e.Step, Errno: int(e.Errno), Text: e.Text})
+}
+
+func newStepError(step string, err error) *StepError {
+	e := &StepError{Step: step, Text: err.Error()}
+	errors.As(err, &e.Errno)
+	return e
 }
 
 func readConfig(r io.Reader) (*Config, error) {

@@ -150,10 +150,18 @@ func TestSetupStepFailures(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
 		"unshare cgroup namespace", "mount propagation", "hide host mounts", "run directory",
-		"cgroup mounts", "before exec", "crash:cgroup mounts"} {
+		"cgroup mounts", "before exec", "crash:cgroup mounts",
+		// With --user the first three mount steps run in the launcher, on
+		// a thread of its own (nsexec.PrepareMounts).
+		"user:mount propagation", "user:hide host mounts", "user:run directory",
+		"user:cgroup mounts", "user:crash:cgroup mounts"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {
 			noLeaks(t)
-			l := start(t, []string{"CL_UNSHARE_FAIL_AT=" + step}, "--memory", "64M", "--", "true")
+			args := []string{"--memory", "64M", "--", "true"}
+			if s, ok := strings.CutPrefix(step, "user:"); ok {
+				step, args = s, append([]string{"--user"}, args...)
+			}
+			l := start(t, []string{"CL_UNSHARE_FAIL_AT=" + step}, args...)
 			r := l.wait(t)
 			want := step
 			if strings.HasPrefix(step, "crash:") {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -260,7 +262,12 @@ func TestUserNamespace(t *testing.T) {
 		"mkdir /sys/fs/cgroup/extra; "+late+"; echo late=$? >> "+dir+"/out",
 		"echo $$ > "+dir+"/pid",
 		"while [ ! -e "+dir+"/go ]; do sleep 0.01; done",
-		"rmdir "+pids.inside+"/sub")...)...)
+		"rmdir "+pids.inside+"/sub",
+		"cat /proc/self/mountinfo > "+dir+"/mountinfo",
+		// Root here may unmount what it mounted; under it must be
+		// nothing of the host's (the mounts it inherited are locked).
+		"umount -l /sys/fs/cgroup; ls -A /sys/fs/cgroup > "+dir+"/cgroup-under",
+		"umount -l "+runDir+"; ls -A "+runDir+" > "+dir+"/run-under")...)...)
 	pid := pidOf(t, l, dir+"/pid")
 	out := parseKV(mustRead(t, dir+"/out"))
 	if out["uid"] != "0" {
@@ -288,6 +295,18 @@ func TestUserNamespace(t *testing.T) {
 	os.WriteFile(dir+"/go", nil, 0o644)
 	if r := l.wait(t); r.code != 0 {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, m := range strings.Split(mustRead(t, dir+"/mountinfo"), "\n") {
+		f := strings.Fields(m)
+		if len(f) > 4 && (strings.Contains(m, " - cgroup") && f[3] != "/" || mounts.Under(f[4], filepath.Join(runDir, "levels"))) {
+			t.Errorf("the level's mount table shows a host cgroupfs or run directory: %s", m)
+		}
+	}
+	if under := mustRead(t, dir+"/cgroup-under"); under != "" {
+		t.Errorf("under the level's /sys/fs/cgroup: %q, want nothing", under)
+	}
+	if under := strings.Fields(mustRead(t, dir+"/run-under")); slices.Contains(under, "state") || slices.Contains(under, "levels") {
+		t.Errorf("under the level's %s: the host's %v", runDir, under)
 	}
 	for _, bad := range [][]string{{"--user", "--map-users", "5:100000:10"}, {"--map-users", "0:100000:10"}, {"--user", "--map-users", "x"}} {
 		if r := clu(t, append(bad, "--", "true")...); r.code != 125 || !oneLine(r.stderr, "--map-users") {
