@@ -41,8 +41,10 @@ type Config struct {
 	// KillSignal, if set, is sent to CMD when the supervisor dies.
 	KillSignal unix.Signal
 	// PID gives the level a PID namespace: CMD is its PID 1. MountProc
-	// mounts a fresh /proc there.
-	PID, MountProc bool
+	// mounts a fresh /proc there. Init (with PID) puts cl-unshare there
+	// as PID 1 instead, to reap orphans: CMD is its child, and Pid() is
+	// the init's.
+	PID, MountProc, Init bool
 	// User gives the level a user namespace in which its root is UIDMap's
 	// and GIDMap's host ids; the level's inner cgroups and the delegatable
 	// files in them are handed to that root, and nothing else.
@@ -101,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.User && c.GIDMap.Count == 0 {
 		c.GIDMap = c.UIDMap
+	}
+	if c.Init && !c.PID {
+		return &FlagError{"--init", errors.New("needs --pid (it runs as PID 1 of the level's PID namespace)")}
 	}
 	if c.MountProc && !c.PID {
 		return &FlagError{"--mount-proc", errors.New("needs --pid (a /proc of the host's PID namespace would show every process)")}

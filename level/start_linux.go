@@ -295,7 +295,7 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	c := &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, UserNS: cfg.User,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User,
 	}
 	if cfg.User {
 		l.releaseThread, err = startPrepared(c, start)
@@ -390,6 +390,9 @@ func ExecInPlace(cfg Config) (err error) {
 	}
 	if cfg.User {
 		return &FlagError{"--exec", errors.New("cannot be combined with --user yet")}
+	}
+	if cfg.PID {
+		return &FlagError{"--exec", errors.New("cannot be combined with --pid: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop --exec to run it under a supervisor)")}
 	}
 	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
 		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}

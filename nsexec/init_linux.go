@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
@@ -51,6 +52,15 @@ func Main() {
 		run = join
 	}
 	step, err := run(c)
+	if err == nil && c.Init {
+		// As execCommand does for CMD: the launcher's death takes the
+		// level only with --kill-child.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(c.KillSignal), 0, 0, 0)
+		// What ps shows as its name, rather than "exe".
+		name := []byte("cl-unshare-init\x00")
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+		runChild(c)
+	}
 	if err == nil {
 		step, err = StepExec, execCommand(sync, c)
 	}
@@ -126,21 +136,24 @@ func join(c *Config) (string, error) {
 	return "before exec", failpoint.At("before exec")
 }
 
-// runChild runs CMD as a child, which the PID namespace entered above
-// takes in (forked from this locked thread), tells the launcher it runs,
-// passes signals on and exits with CMD's status in the shell convention.
+// runChild runs CMD as a child, tells the launcher it runs, passes
+// signals on and exits with CMD's status in the shell convention. It does
+// all the waiting itself, for any child: as PID 1 of a level (--init) the
+// orphans of the namespace are its children too, and reaping them is its
+// job; entering a PID namespace (exec), the namespace takes only children
+// forked from this locked thread.
 func runChild(c *Config) {
 	path, err := lookPath(c.Argv[0])
 	if err != nil {
 		reportError(syncFile, StepExec, err)
 		os.Exit(125)
 	}
-	cmd := exec.Command(path, c.Argv[1:]...)
-	cmd.Args[0] = c.Argv[0]
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
-	if err := cmd.Start(); err != nil {
+	os.Unsetenv(failpoint.Env)
+	// Not exec.Cmd: its Wait would race the wait-for-any loop below.
+	p, err := os.StartProcess(path, c.Argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	if err != nil {
 		reportError(syncFile, StepExec, fmt.Errorf("%s: %w", c.Argv[0], unwrap(err)))
 		os.Exit(125)
 	}
@@ -148,15 +161,27 @@ func runChild(c *Config) {
 	syncFile.Close()
 	go func() {
 		for s := range sigs {
-			_ = cmd.Process.Signal(s)
+			_ = unix.Kill(p.Pid, s.(syscall.Signal))
 		}
 	}()
-	_ = cmd.Wait()
-	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		os.Exit(128 + int(ws.Signal()))
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cl-unshare: wait for %s: %v\n", c.Argv[0], err)
+			os.Exit(125)
+		}
+		if pid != p.Pid || !(ws.Exited() || ws.Signaled()) {
+			continue // an orphan reaped, or a stop
+		}
+		if ws.Signaled() {
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ws.ExitStatus())
 	}
-	os.Exit(ws.ExitStatus())
 }
 
 func unshareCgroupNS(*Config) error {

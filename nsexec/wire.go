@@ -67,6 +67,9 @@ type Config struct {
 	KillSignal int `json:"kill_signal,omitempty"`
 	// MountProc mounts a fresh /proc (with a PID namespace).
 	MountProc bool `json:"mount_proc,omitempty"`
+	// Init: the init stage stays as PID 1 of the level's PID namespace,
+	// runs CMD as its child and reaps every orphan.
+	Init bool `json:"init,omitempty"`
 	// UserNS: the level has its own user namespace. Its mount namespace
 	// is less privileged: inherited mounts are locked and nothing it
 	// mounts propagates out by itself, so the launcher joins its run

@@ -148,7 +148,7 @@ func TestStatusFDs(t *testing.T) {
 	if exit.Event != "exit" || exit.ExitCode == nil || *exit.ExitCode != 5 || exit.How != "exited" {
 		t.Errorf("exit line %s", lines.Text())
 	}
-	for _, bad := range [][]string{{"--ready-fd", "99"}, {"--json-status-fd", "98"}, {"--exec", "--json-status-fd", "2"}, {"--exec", "--kill-child"}, {"--mount-proc"}} {
+	for _, bad := range [][]string{{"--ready-fd", "99"}, {"--json-status-fd", "98"}, {"--exec", "--json-status-fd", "2"}, {"--exec", "--kill-child"}, {"--mount-proc"}, {"--init"}, {"--exec", "--pid"}} {
 		r := clu(t, append(bad, "--", "true")...)
 		if r.code != 125 || !oneLine(r.stderr, "cl-unshare: ") {
 			t.Errorf("%v: exit %d, %q", bad, r.code, r.stderr)
@@ -170,6 +170,10 @@ func TestPIDNamespace(t *testing.T) {
 	if n, _ := strconv.Atoi(out["procs"]); n == 0 || n > 5 {
 		t.Errorf("/proc inside shows %s processes", out["procs"])
 	}
+	// With --init too, CMD's end is the level's: the sleep it leaves goes.
+	if r := clu(t, "--pid", "--init", "--", "/bin/sh", "-c", "sleep 600 & exit 5"); r.code != 5 {
+		t.Errorf("--init, CMD exits 5 leaving a sleep: exit %d: %s", r.code, r.stderr)
+	}
 	l := start(t, nil, append([]string{"-p", "--mount-proc"}, script(
 		"trap 'exit 42' TERM",
 		"sleep 600 & echo $! > "+dir+"/child",
@@ -187,6 +191,97 @@ func TestPIDNamespace(t *testing.T) {
 	if r := l.wait(t); r.code != 42 {
 		t.Errorf("SIGTERM forwarded to PID 1 with a trap: exit %d", r.code)
 	}
+}
+
+// Issue 5 item 5, orphans: PID 1 of a PID namespace is the only process
+// the kernel gives orphans to. With CMD as PID 1 (as unshare --fork
+// --pid) they are CMD's to reap, and a CMD that never waits gathers
+// zombies; with --init cl-unshare is PID 1 and reaps every one, passes
+// signals on to CMD, and the level dies with CMD.
+func TestPIDNamespaceOrphans(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	for _, init := range []bool{false, true} {
+		t.Run(fmt.Sprintf("init=%v", init), func(t *testing.T) {
+			noLeaks(t)
+			dir := t.TempDir()
+			args := []string{"--pid"}
+			if init {
+				args = append(args, "--init")
+			}
+			// Three orphans that end at once; then CMD becomes a sleep,
+			// which never waits for anything.
+			var lines []string
+			for i := 0; i < 3; i++ {
+				lines = append(lines, fmt.Sprintf("(sh -c 'while [ ! -e %s/go ]; do sleep 0.01; done' &)", dir))
+			}
+			l := start(t, nil, append(args, script(append(lines, "echo $$ > "+dir+"/pid", "exec sleep 600")...)...)...)
+			pidOf(t, l, dir+"/pid")
+			r := cmd(t, "inspect", "--json", l.name)
+			var info lvl.Info
+			if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.CmdPID == 0 {
+				t.Fatalf("inspect: %v, exit %d: %s%s", err, r.code, r.stdout, r.stderr)
+			}
+			pid1 := info.CmdPID
+			os.WriteFile(dir+"/go", nil, 0o644)
+			var kids map[int]string
+			zombies := 0
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				kids, zombies = children(t, pid1), 0
+				for _, st := range kids {
+					if st == "Z" {
+						zombies++
+					}
+				}
+				if init && len(kids) == 1 && zombies == 0 || !init && zombies == 3 {
+					break
+				}
+			}
+			if init && (len(kids) != 1 || zombies != 0) {
+				t.Errorf("--init: PID 1 (%d) has %v (pid: state), want only CMD", pid1, kids)
+			}
+			if !init && zombies != 3 {
+				t.Errorf("CMD as PID 1 that never waits: %d zombies under it (%v), want 3", zombies, kids)
+			}
+			if !init {
+				// A PID 1 without a handler ignores SIGTERM: kill it.
+				if r := cmd(t, "kill", l.name); r.code != 0 {
+					t.Errorf("kill: exit %d: %s", r.code, r.stderr)
+				}
+				if r := l.wait(t); r.code != 137 {
+					t.Errorf("killed: exit %d, want 137: %s", r.code, r.stderr)
+				}
+				return
+			}
+			// CMD is not PID 1 here: the default action applies, and the
+			// level ends with it (the init exits, the namespace dies).
+			l.cmd.Process.Signal(unix.SIGTERM)
+			if r := l.wait(t); r.code != 128+int(unix.SIGTERM) {
+				t.Errorf("SIGTERM passed on to CMD: exit %d, want 143: %s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// children maps the children of pid (from every /proc/*/stat) to their
+// state letter.
+func children(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		// comm may hold spaces: the fields after it follow the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			n, _ := strconv.Atoi(strings.Split(d, "/")[2])
+			out[n] = f[0]
+		}
+	}
+	return out
 }
 
 // Issue 5 item 6: --kill-child sends SIG to CMD when the supervisor dies;

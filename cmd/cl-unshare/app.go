@@ -79,6 +79,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "kill-child", Usage: "if the supervisor dies, send `SIG` to CMD (--kill-child alone: KILL)"},
 		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new PID namespace: CMD is its PID 1"},
 		&cli.BoolFlag{Name: "mount-proc", Usage: "mount a fresh /proc for the PID namespace (with --pid)"},
+		&cli.BoolFlag{Name: "init", Usage: "with --pid: run cl-unshare as PID 1, to reap orphans and pass signals on; CMD runs as its child"},
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
@@ -98,7 +99,7 @@ func configFrom(c *cli.Context) (level.Config, error) {
 		cfg.Argv = []string{defaultShell()}
 	}
 	cfg.ReadyFD, cfg.StatusFD = c.Int("ready-fd"), c.Int("json-status-fd")
-	cfg.PID, cfg.MountProc = c.Bool("pid"), c.Bool("mount-proc")
+	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {
 		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Getuid(), Count: 1}

@@ -295,7 +295,7 @@ func TestRunFlagError(t *testing.T) {
 
 func TestFlagsDefined(t *testing.T) {
 	want := []string{"name", "cgroup-parent", "run-dir", "memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set",
-		"exec", "ready-fd", "json-status-fd", "kill-child", "pid", "p", "mount-proc",
+		"exec", "ready-fd", "json-status-fd", "kill-child", "pid", "p", "mount-proc", "init",
 		"user", "U", "map-root-user", "r", "map-users", "map-groups"}
 	var got []string
 	for _, f := range flags() {
@@ -303,5 +303,19 @@ func TestFlagsDefined(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("flags = %q, want %q", got, want)
+	}
+	// isCommand must know which options take no value, or the word after
+	// one would be taken for its value.
+	for _, f := range flags() {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			dash := "--" + n
+			if len(n) == 1 {
+				dash = "-" + n
+			}
+			if isBool != boolOptions[dash] {
+				t.Errorf("%s: boolean flag %v, in boolOptions %v", dash, isBool, boolOptions[dash])
+			}
+		}
 	}
 }

@@ -43,7 +43,7 @@ func commands(code *exitCode) []*cli.Command {
 
 // boolOptions are the global options that take no value.
 var boolOptions = map[string]bool{"--exec": true, "--pid": true, "-p": true, "--mount-proc": true,
-	"--user": true, "-U": true, "--map-root-user": true, "-r": true}
+	"--init": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true}
 
 // isCommand reports whether args (without argv[0]) name a subcommand: the
 // first word that is not an option, if no "--" comes before it.
