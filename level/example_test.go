@@ -5,17 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cl-unshare/cl-unshare/level"
 )
 
+// parent keeps the examples' cgroups under one cgroup of their own, which
+// the last level to end removes.
+var parent = fmt.Sprintf("clu-example-%d", os.Getpid())
+
 // Start a command in a level with a memory limit, wait for it, and get
 // its exit status in the shell convention. (Needs root.)
 func Example() {
 	l, err := level.Start(level.Config{
-		Argv:   []string{"/bin/sh", "-c", "exit 3"},
-		Limits: level.Limits{Memory: 64 << 20},
+		CgroupParent: parent,
+		Argv:         []string{"/bin/sh", "-c", "echo hello from $(cat /proc/self/cgroup | cut -d: -f3 | sort -u); exit 3"},
+		Limits:       level.Limits{Memory: 64 << 20},
 	})
 	var bad *level.FlagError
 	if errors.As(err, &bad) {
@@ -28,18 +34,57 @@ func Example() {
 	defer l.Close() // safe to call twice; Wait calls it too
 	ws, _ := l.Wait()
 	fmt.Println("exit", level.ExitCode(ws))
+	// Output:
+	// hello from /
+	// exit 3
 }
 
 // A harness's level dies with its context.
 func ExampleStartContext() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	l, err := level.StartContext(ctx, level.Config{Argv: []string{"sleep", "600"}, Stdout: os.Stdout})
+	l, err := level.StartContext(ctx, level.Config{CgroupParent: parent, Argv: []string{"sleep", "600"}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("level", l.Name, "pid", l.Pid(), "cgroups", len(l.Cgroups()))
-	ws, _ := l.Wait() // killed after a second
+	inner := 0
+	for _, p := range l.Cgroups() {
+		if strings.HasSuffix(p.Inner, "/"+l.Name+"/level") {
+			inner++
+		}
+	}
+	fmt.Println("running:", l.Pid() > 0, "in its own cgroup everywhere:", inner == len(l.Cgroups()))
+	ws, _ := l.Wait() // killed when the context ends
 	fmt.Println("exit", level.ExitCode(ws))
+	// Output:
+	// running: true in its own cgroup everywhere: true
+	// exit 137
+}
+
+// Bad input is a *FlagError naming the flag, before anything is made.
+func ExampleFlagError() {
+	_, err := level.Start(level.Config{CgroupParent: parent, Argv: []string{"true"}, MountProc: true})
+	var bad *level.FlagError
+	fmt.Println(errors.As(err, &bad), bad.Flag)
+	// Output:
+	// true --mount-proc
+}
+
+// With a PID namespace and Init, cl-unshare is PID 1 and reaps orphans;
+// CMD sees a fresh /proc with only the level in it.
+func ExampleConfig_init() {
+	l, err := level.Start(level.Config{
+		CgroupParent: parent, PID: true, MountProc: true, Init: true,
+		Argv: []string{"/bin/sh", "-c", "cat /proc/1/comm"},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ws, _ := l.Wait()
+	fmt.Println("exit", level.ExitCode(ws))
+	// Output:
+	// cl-unshare-init
+	// exit 0
 }

@@ -1,0 +1,29 @@
+package level_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/cl-unshare/cl-unshare/nsexec"
+)
+
+func TestMain(m *testing.M) {
+	// The examples start real levels: this binary is their init stage.
+	if nsexec.IsInit() {
+		nsexec.Main()
+	}
+	flag.Parse()
+	if os.Geteuid() != 0 && flag.Lookup("test.run").Value.String() == "" {
+		// The examples need root; the tests do not. -run filters
+		// examples too, so only the examples are left out.
+		if os.Getenv("CL_UNSHARE_NO_SKIP") != "" {
+			fmt.Fprintln(os.Stderr, "level: the examples need root, and CL_UNSHARE_NO_SKIP forbids skipping them")
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "level: skipping the examples: they start real levels and need root")
+		flag.Set("test.run", "^Test")
+	}
+	os.Exit(m.Run())
+}
