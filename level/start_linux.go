@@ -346,6 +346,17 @@ func startPrepared(c *nsexec.Config, start func() error) (release func(), err er
 		// Never unlocked: a goroutine that exits locked takes its thread
 		// (and the thread's mount namespace) with it.
 		runtime.LockOSThread()
+		host, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			result <- fmt.Errorf("open mount namespace: %w", err)
+			return
+		}
+		// The main thread is not terminated but parked for good: give its
+		// namespace (holding the level's mounts) back, whichever it is.
+		defer func() {
+			_ = unix.Setns(host, unix.CLONE_NEWNS)
+			unix.Close(host)
+		}()
 		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
 			return

@@ -301,8 +301,6 @@ func TestKillChild(t *testing.T) {
 		}
 		l := start(t, []string{"CLU_HELPER=trap"}, args...)
 		waitFile(t, l, ready)
-		f, _ := os.ReadFile(ready)
-		_ = f
 		i := findInfo(listJSON(t), l.name)
 		if i == nil {
 			t.Fatalf("level %s not listed", l.name)
