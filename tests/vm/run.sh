@@ -61,7 +61,7 @@ for layout in $layouts; do
 		result=$(grep -a '^CLU-RESULT' "$log.txt" | tail -n 1 || true)
 		[ -n "$result" ] && break
 		echo "$layout: boot $try gave no result within ${limit}s; console tail:"
-		grep -a -v '^\s*$' "$log.txt" | tail -n 12 | sed 's/^/    /'
+		grep -a -v '^\s*$' "$log.txt" | tail -n 16 | sed 's/^/    /'
 	done
 	if [ -z "$result" ]; then
 		echo "$layout: did not boot and report, twice"
