@@ -66,9 +66,11 @@ func ExampleStartContext() {
 func ExampleFlagError() {
 	_, err := level.Start(level.Config{CgroupParent: parent, Argv: []string{"true"}, MountProc: true})
 	var bad *level.FlagError
-	fmt.Println(errors.As(err, &bad), bad.Flag)
+	if errors.As(err, &bad) {
+		fmt.Println("bad", bad.Flag)
+	}
 	// Output:
-	// true --mount-proc
+	// bad --mount-proc
 }
 
 // With a PID namespace and Init, cl-unshare is PID 1 and reaps orphans;

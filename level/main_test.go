@@ -22,8 +22,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "level: the examples need root, and CL_UNSHARE_NO_SKIP forbids skipping them")
 			os.Exit(1)
 		}
-		fmt.Fprintln(os.Stderr, "level: skipping the examples: they start real levels and need root")
-		flag.Set("test.run", "^Test")
+		fmt.Fprintln(os.Stderr, "level: skipping the examples that start real levels: they need root")
+		flag.Set("test.run", "^(Test|ExampleFlagError$)")
 	}
 	os.Exit(m.Run())
 }

@@ -342,21 +342,7 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 func startPrepared(c *nsexec.Config, start func() error) (release func(), err error) {
 	result := make(chan error, 1)
 	parked := make(chan struct{})
-	go func() {
-		// Never unlocked: a goroutine that exits locked takes its thread
-		// (and the thread's mount namespace) with it.
-		runtime.LockOSThread()
-		host, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			result <- fmt.Errorf("open mount namespace: %w", err)
-			return
-		}
-		// The main thread is not terminated but parked for good: give its
-		// namespace (holding the level's mounts) back, whichever it is.
-		defer func() {
-			_ = unix.Setns(host, unix.CLONE_NEWNS)
-			unix.Close(host)
-		}()
+	offMainThread(func() {
 		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
 			return
@@ -371,9 +357,32 @@ func startPrepared(c *nsexec.Config, start func() error) (release func(), err er
 		}
 		result <- nil
 		<-parked
-	}()
+	})
 	var once sync.Once
 	return func() { once.Do(func() { close(parked) }) }, <-result
+}
+
+// offMainThread runs f in a new goroutine locked to a thread that is not
+// the main one, and never unlocked: the thread ends with f. (A goroutine
+// that ends locked on the main thread parks it for good instead, and the
+// main thread's namespaces are what /proc/PID shows of the process.)
+func offMainThread(f func()) {
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			f()
+			return
+		}
+		// Holding the main thread, a new goroutine must land elsewhere.
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(locked)
+			f()
+		}()
+		<-locked
+		runtime.UnlockOSThread()
+	}()
 }
 
 func orStd(f, std *os.File) *os.File {

@@ -151,8 +151,14 @@ func runChild(c *Config) {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	os.Unsetenv(failpoint.Env)
+	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}
+	if pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pgrp == unix.Getpgrp() {
+		// We hold the terminal: CMD gets it, in a group of its own, so
+		// Ctrl-C reaches it once, from the kernel, and not again from us.
+		attr.Sys = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
+	}
 	// Not exec.Cmd: its Wait would race the wait-for-any loop below.
-	p, err := os.StartProcess(path, c.Argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	p, err := os.StartProcess(path, c.Argv, attr)
 	if err != nil {
 		reportError(syncFile, StepExec, fmt.Errorf("%s: %w", c.Argv[0], unwrap(err)))
 		os.Exit(125)
@@ -161,7 +167,8 @@ func runChild(c *Config) {
 	syncFile.Close()
 	go func() {
 		for s := range sigs {
-			_ = unix.Kill(p.Pid, s.(syscall.Signal))
+			// Through a pidfd: once CMD is reaped, never its PID's next owner.
+			_ = p.Signal(s)
 		}
 	}()
 	for {

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +35,92 @@ func TestSignalsForwarded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Item 8 and issue 5 item 5, at a terminal: Ctrl-C reaches CMD once,
+// from the kernel (CMD holds the terminal's foreground), not again as a
+// forwarded copy; also with --init, where CMD is the init's child.
+func TestTerminalCtrlC(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	self, _ := os.Executable()
+	for _, args := range [][]string{nil, {"--pid"}, {"--pid", "--init"}} {
+		sub := strings.Join(args, "_")
+		if sub == "" {
+			sub = "default"
+		}
+		t.Run(sub, func(t *testing.T) {
+			noLeaks(t)
+			master, slave := openPTY(t)
+			defer master.Close()
+			go io.Copy(io.Discard, master)
+			dir := t.TempDir()
+			name := fmt.Sprintf("tty-%d-%d", os.Getpid(), len(args))
+			c := exec.Command(bin, append(append([]string{"--cgroup-parent", testParent, "--name", name}, args...),
+				"--", self, dir+"/ready", dir+"/count")...)
+			c.Env = append(os.Environ(), "CLU_HELPER=intcount")
+			c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+			// A session of its own with the pty as its terminal, as a
+			// login shell has; cl-unshare is its foreground job.
+			c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			done := make(chan struct{})
+			go func() { c.Wait(); close(done) }()
+			defer func() {
+				select {
+				case <-done:
+				default:
+					c.Process.Kill()
+					cmd(t, "kill", name)
+					<-done
+				}
+			}()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(dir + "/ready"); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("CMD never got ready")
+				}
+			}
+			master.Write([]byte{3}) // ^C, as typed
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,tpgid,stat,wchan:20,args").Output()
+				t.Fatalf("cl-unshare did not end after Ctrl-C:\n%s", ps)
+			}
+			if n := mustRead(t, dir+"/count"); n != "1" {
+				t.Errorf("CMD got %s SIGINTs for one Ctrl-C, want 1", n)
+			}
+			if code := c.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("exit %d, want 0", code)
+			}
+		})
+	}
+}
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminals: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
 }
 
 // Item 8: CMD's exit code, or 128+N when it died of signal N.

@@ -106,6 +106,23 @@ func helper(name string, args []string) int {
 			os.Rename(args[0]+".tmp", args[0])
 			time.Sleep(5 * time.Millisecond)
 		}
+	case "intcount": // intcount READYFILE OUTFILE: count SIGINTs for 300 ms after the first
+		c := make(chan os.Signal, 16)
+		signal.Notify(c, syscall.SIGINT)
+		os.WriteFile(args[0], []byte("ready"), 0o644)
+		<-c
+		n, end := 1, time.After(300*time.Millisecond)
+	count:
+		for {
+			select {
+			case <-c:
+				n++
+			case <-end:
+				break count
+			}
+		}
+		os.WriteFile(args[1], []byte(strconv.Itoa(n)), 0o644)
+		return 0
 	case "trap": // trap SIGNUM READYFILE: exit 100+SIGNUM on that signal
 		n, _ := strconv.Atoi(args[0])
 		c := make(chan os.Signal, 1)
