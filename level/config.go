@@ -104,6 +104,20 @@ func (c *Config) Validate() error {
 	if c.User && c.GIDMap.Count == 0 {
 		c.GIDMap = c.UIDMap
 	}
+	if c.User {
+		for _, m := range []struct {
+			flag, file string
+			m          IDMap
+		}{{"--map-users", "/proc/self/uid_map", c.UIDMap}, {"--map-groups", "/proc/self/gid_map", c.GIDMap}} {
+			b, err := os.ReadFile(m.file)
+			if err != nil {
+				return &FlagError{m.flag, err}
+			}
+			if err := mappedHere(m.m, string(b), m.file); err != nil {
+				return &FlagError{m.flag, err}
+			}
+		}
+	}
 	if c.Init && !c.PID {
 		return &FlagError{"--init", errors.New("needs --pid (it runs as PID 1 of the level's PID namespace)")}
 	}

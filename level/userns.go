@@ -76,3 +76,32 @@ func subRange(path string) (IDMap, bool) {
 }
 
 var errNoUserNS = errors.New("needs --user")
+
+// mappedHere checks that m's outer ids exist in this process's user
+// namespace, whose map (the text of /proc/self/uid_map, from file) lists
+// them in its first column. Only a nested level can miss: the host's
+// namespace maps every id.
+func mappedHere(m IDMap, mapText, file string) error {
+	var have []string
+	hint := ""
+	for _, line := range strings.Split(strings.TrimSpace(mapText), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, e1 := strconv.Atoi(f[0])
+		count, e2 := strconv.Atoi(f[2])
+		if e1 != nil || e2 != nil {
+			continue
+		}
+		if m.Outer >= in && m.Outer+m.Count <= in+count {
+			return nil
+		}
+		have = append(have, fmt.Sprintf("%d-%d", in, in+count-1))
+		if hint == "" {
+			hint = fmt.Sprintf(", such as 0:%d:%d", in, count)
+		}
+	}
+	return fmt.Errorf("ids %d-%d are not mapped in this user namespace (it has %s, as %s says): choose a range inside it%s",
+		m.Outer, m.Outer+m.Count-1, strings.Join(have, ", "), file, hint)
+}

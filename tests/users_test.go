@@ -284,6 +284,24 @@ func children(t *testing.T, pid int) map[int]string {
 	return out
 }
 
+// A --user level inside a --user level: the host ids of the inner map
+// must be ids the outer level has; the default range is not, and the
+// error says what is.
+func TestUserNamespaceNested(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	r := clu(t, "--user", "--", bin, "--user", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "--map-users: ids 100000-165535 are not mapped in this user namespace") ||
+		!strings.Contains(r.stderr, "0:0:65536") {
+		t.Errorf("nested --user with the default map: exit %d, %q", r.code, r.stderr)
+	}
+	r = clu(t, "--user", "--", bin, "--user", "--map-users", "0:0:65536", "--", "/bin/sh", "-c",
+		"id -u; cat /proc/self/cgroup | cut -d: -f3 | sort -u")
+	if out := strings.Fields(r.stdout); r.code != 0 || len(out) != 2 || out[0] != "0" || out[1] != "/" {
+		t.Errorf("nested --user with 0:0:65536: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
 // Issue 5 item 6: --kill-child sends SIG to CMD when the supervisor dies;
 // without it the level lives on, orphaned, until gc.
 func TestKillChild(t *testing.T) {
