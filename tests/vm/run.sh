@@ -43,25 +43,52 @@ go test -c -trimpath -tags urfave_cli_no_docs -o "$root/bin/tests.test" ./tests
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -1 > "$work/initrd"
 
 echo "test-vm: kernel $kernel, accel $accel, initramfs $(du -h "$work/initrd" | cut -f1)"
+# where_hung asks QEMU's monitor where each vCPU of a hung guest is,
+# three times a second apart. With nokaslr the addresses are the same on
+# every boot: look them up in a working guest's /proc/kallsyms (Debian's
+# System.map is a placeholder).
+where_hung() {
+	local out
+	echo "where the vCPUs were (RIP, 3 samples; ffffffff8... is the kernel):"
+	for i in 1 2 3; do
+		out=$( (exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'info registers -a\n' >&3 && sleep 1 && timeout 1 cat <&3) 2>/dev/null | tr -d '\r' || true)
+		echo "    $(echo "$out" | sed -n 's/^RIP=\([0-9a-f]*\).*/\1/p' | tr '\n' ' ')"
+	done
+}
+
 failed=0 total_p=0 total_f=0 total_s=0
 all_start=$(date +%s)
 for layout in $layouts; do
-	# loglevel=5 keeps the boot quiet but shows a soft lockup's trace.
-	args="console=ttyS0 quiet loglevel=5 panic=-1 clu.layout=$layout"
+	# loglevel=5 keeps the boot quiet but shows a soft lockup's trace;
+	# nokaslr lets a hung vCPU's RIP be looked up in System.map.
+	args="console=ttyS0 quiet loglevel=5 panic=-1 nokaslr clu.layout=$layout"
 	case $layout in unified*) args="$args cgroup_no_v1=all" ;; esac
 	log=$work/$layout.log
 	for try in 1 2; do
 		start=$(date +%s)
-		timeout "$limit" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 2 \
+		port=$(( 40000 + RANDOM % 20000 ))
+		qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 2 \
 			-nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
-			-append "$args" </dev/null >"$log" 2>&1 || true
+			-monitor "tcp:127.0.0.1:$port,server,nowait" \
+			-append "$args" </dev/null >"$log" 2>&1 &
+		qemu=$!
+		while kill -0 $qemu 2>/dev/null && [ $(( $(date +%s) - start )) -lt "$limit" ]; do
+			sleep 1
+		done
+		: > "$log.hung"
+		if kill -0 $qemu 2>/dev/null; then
+			where_hung $port > "$log.hung"
+			kill $qemu
+		fi
+		wait $qemu || true
 		secs=$(( $(date +%s) - start ))
 		tr -d '\r' < "$log" > "$log.txt"
 		if [ -n "${CLU_VM_LOGS:-}" ]; then mkdir -p "$CLU_VM_LOGS" && cp "$log.txt" "$CLU_VM_LOGS/$layout.$try.log"; fi
 		result=$(grep -a '^CLU-RESULT' "$log.txt" | tail -n 1 || true)
 		[ -n "$result" ] && break
 		echo "$layout: boot $try gave no result within ${limit}s; console tail:"
-		grep -a -v '^\s*$' "$log.txt" | tail -n 16 | sed 's/^/    /'
+		grep -a -v '^\s*$' "$log.txt" | grep -v 'terminating on signal' | tail -n 16 | sed 's/^/    /'
+		sed 's/^/    /' "$log.hung"
 	done
 	if [ -z "$result" ]; then
 		echo "$layout: did not boot and report, twice"
