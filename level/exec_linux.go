@@ -106,7 +106,41 @@ func Exec(c ExecConfig) (*Process, error) {
 		}
 		fds = append(fds, f)
 	}
-	return startJoin(c, targets, fds, joinPID)
+	var as *nsexec.HostIDs
+	if readlinkNS(member, "user") != readlinkNS(os.Getpid(), "user") {
+		ids, err := levelRoot(member)
+		if err != nil {
+			return nil, fmt.Errorf("level %s: %w", c.Name, err)
+		}
+		as = &ids
+	}
+	return startJoin(c, targets, fds, joinPID, as)
+}
+
+// levelRoot finds the host ids of root in the user namespace of pid, from
+// its uid_map and gid_map as this process reads them.
+func levelRoot(pid int) (nsexec.HostIDs, error) {
+	var ids nsexec.HostIDs
+	for _, m := range []struct {
+		file string
+		id   *int
+	}{{"uid_map", &ids.UID}, {"gid_map", &ids.GID}} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, m.file))
+		if err != nil {
+			return ids, err
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "0" {
+				*m.id, err = strconv.Atoi(f[1])
+				found = err == nil
+			}
+		}
+		if !found {
+			return ids, fmt.Errorf("its user namespace maps no root (%s: %q)", m.file, strings.TrimSpace(string(b)))
+		}
+	}
+	return ids, nil
 }
 
 func readlinkNS(pid int, ns string) string {
@@ -114,7 +148,7 @@ func readlinkNS(pid int, ns string) string {
 	return s
 }
 
-func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, joinPID bool) (*Process, error) {
+func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, joinPID bool, as *nsexec.HostIDs) (*Process, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -166,7 +200,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 		}
 	}
 	wd, _ := os.Getwd()
-	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, JoinPID: joinPID, Dir: wd, Argv: c.Argv}); err != nil {
+	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}); err != nil {
 		return fail(err)
 	}
 	if err := nsexec.Wait(parent); err != nil {

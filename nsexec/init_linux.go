@@ -131,9 +131,32 @@ func join(c *Config) (string, error) {
 			return StepJoin, fmt.Errorf("setns pid namespace: %w", err)
 		}
 		unix.Close(PIDNSFD)
+	}
+	if c.As != nil {
+		if err := dropTo(*c.As); err != nil {
+			return StepJoin, err
+		}
+	}
+	if c.JoinPID {
 		runChild(c)
 	}
 	return "before exec", failpoint.At("before exec")
+}
+
+// dropTo makes every thread of this process ids.UID and ids.GID with no
+// supplementary groups; leaving uid 0 clears every capability.
+func dropTo(ids HostIDs) error {
+	// The syscall package's versions change every thread, not just this.
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(ids.GID, ids.GID, ids.GID); err != nil {
+		return fmt.Errorf("setresgid %d: %w", ids.GID, err)
+	}
+	if err := syscall.Setresuid(ids.UID, ids.UID, ids.UID); err != nil {
+		return fmt.Errorf("setresuid %d: %w", ids.UID, err)
+	}
+	return nil
 }
 
 // runChild runs CMD as a child, tells the launcher it runs, passes

@@ -56,6 +56,12 @@ type Config struct {
 	// CMD as its child there, passes signals on and exits as CMD did.
 	JoinPID bool   `json:"join_pid,omitempty"`
 	Dir     string `json:"dir,omitempty"`
+	// As, for a join into a level with a user namespace of its own: the
+	// host ids of that level's root, which CMD then runs as, with no
+	// capabilities. A Go program cannot enter a user namespace, and CMD
+	// left as host root in there would run whatever the level planted
+	// in its mounts with the host's privileges.
+	As *HostIDs `json:"as,omitempty"`
 	// InPlace, for --exec: the launcher exec'd us with the same PID, in
 	// the level's cgroups already; we make the mount namespace ourselves,
 	// and report failures on stderr, as nobody waits on a socket.
@@ -75,6 +81,12 @@ type Config struct {
 	// mounts propagates out by itself, so the launcher joins its run
 	// directory to the host's peer group on request.
 	UserNS bool `json:"user_ns,omitempty"`
+}
+
+// HostIDs are a user and group id of the host.
+type HostIDs struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 // InPlaceArg is argv[1] of an in-place init stage; argv[2] and argv[3]

@@ -403,6 +403,13 @@ func TestUserNamespace(t *testing.T) {
 	if !found {
 		t.Errorf("the cgroupfs mounted inside after start is not on the host mirror")
 	}
+	// exec cannot enter the user namespace; CMD runs as the level's root
+	// on the host, with no capabilities: never as host root in there.
+	r := cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups|CapEff):' /proc/self/status")
+	want := "Uid: 100000 100000 100000 100000 Gid: 100000 100000 100000 100000 Groups: CapEff: 0000000000000000"
+	if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || got != want {
+		t.Errorf("exec into a --user level: exit %d, %q, want %q: %s", r.code, got, want, r.stderr)
+	}
 	os.WriteFile(dir+"/go", nil, 0o644)
 	if r := l.wait(t); r.code != 0 {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
