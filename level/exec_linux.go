@@ -50,7 +50,10 @@ type ExecConfig struct {
 
 // Exec runs a command inside a running level, as nsenter would: in its
 // inner cgroups (or Cgroup below them) in every hierarchy, and in its
-// cgroup and mount namespaces, so it counts against the level's limits.
+// cgroup, mount and PID namespaces, so it counts against the level's
+// limits. In a level with a user namespace, which a Go program cannot
+// enter, the command runs as the host ids of that level's root, with no
+// capabilities.
 func Exec(c ExecConfig) (*Process, error) {
 	sub := path.Clean("/" + c.Cgroup)[1:]
 	if c.Cgroup != "" && (strings.HasPrefix(path.Clean(c.Cgroup), "..") || strings.HasPrefix(c.Cgroup, "/")) {
