@@ -16,11 +16,20 @@ import (
 
 // Issue 5 item 3: through the Go API only, 20 levels at once, each sees
 // only itself, and nothing is left after they close.
-func TestAPIConcurrentLevels(t *testing.T) {
+func TestAPIConcurrentLevels(t *testing.T) { concurrentLevels(t, 20, false) }
+
+// The same with user namespaces: each Start prepares its mounts on a
+// thread of its own and parks it until Close.
+func TestAPIConcurrentUserLevels(t *testing.T) { concurrentLevels(t, 8, true) }
+
+func concurrentLevels(t *testing.T, n int, user bool) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
 	dir := t.TempDir()
-	const n = 20
+	script := "cat /proc/self/cgroup; ls /run/cl-unshare/levels; ls -R /sys/fs/cgroup | grep -c api- ; sleep 0.2"
+	if user {
+		script = "id -u; " + script
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
@@ -34,8 +43,8 @@ func TestAPIConcurrentLevels(t *testing.T) {
 			}
 			defer out.Close()
 			l, err := lvl.Start(lvl.Config{
-				Name: fmt.Sprintf("api-%d-%d", os.Getpid(), i), CgroupParent: testParent, Stdout: out,
-				Argv: []string{"/bin/sh", "-c", "cat /proc/self/cgroup; ls /run/cl-unshare/levels; ls -R /sys/fs/cgroup | grep -c api- ; sleep 0.2"},
+				Name: fmt.Sprintf("api-%d-%d", os.Getpid(), i), CgroupParent: testParent, Stdout: out, User: user,
+				Argv: []string{"/bin/sh", "-c", script},
 			})
 			if err != nil {
 				errs <- fmt.Errorf("level %d: %w", i, err)
@@ -58,6 +67,12 @@ func TestAPIConcurrentLevels(t *testing.T) {
 	for i := 0; i < n; i++ {
 		out := mustRead(t, filepath.Join(dir, fmt.Sprint(i)))
 		lines := strings.Split(out, "\n")
+		if user {
+			if lines[0] != "0" {
+				t.Errorf("level %d: id -u says %q, want 0", i, lines[0])
+			}
+			lines = lines[1:]
+		}
 		for _, l := range lines[:len(lines)-1] {
 			if !strings.HasSuffix(l, ":/") {
 				t.Errorf("level %d sees %q", i, l)
