@@ -87,6 +87,16 @@ var (
 	v1Freezer = freezer{"freezer.state", "FROZEN", "THAWED"}
 )
 
+// frozen reports whether the kernel says dir is frozen.
+func (f freezer) frozen(dir string) bool {
+	if f == v1Freezer {
+		v, err := ReadFile(dir, "freezer.state")
+		return err == nil && v == "FROZEN"
+	}
+	v, err := KeyValue(dir, "cgroup.events", "frozen")
+	return err == nil && v == "1"
+}
+
 // freezeKill freezes dir so nothing in it can fork, kills every task and
 // thaws, until no task is left.
 func freezeKill(dir string, f freezer) error {
@@ -98,6 +108,16 @@ func freezeKill(dir string, f freezer) error {
 		}
 		if err := WriteFile(dir, f.file, f.freeze); err != nil {
 			return err
+		}
+		// Let the freeze complete before the kill and the thaw: cycling a
+		// half-frozen cgroup only repeats both, and each cycle flips the
+		// kernel's freezer static key, patching live code (two test VMs
+		// under TCG locked up in get_signal while this cycled fast).
+		for settle := time.Now().Add(200 * time.Millisecond); !f.frozen(dir) && time.Now().Before(settle); {
+			time.Sleep(time.Millisecond)
+			// A v1 cgroup can stay FREEZING while a task is busy; writing
+			// again retries it.
+			_ = WriteFile(dir, f.file, f.freeze)
 		}
 		pids, _ = Procs(dir)
 		killAll(pids)

@@ -63,6 +63,9 @@ for layout in $layouts; do
 	# nokaslr lets a hung vCPU's RIP be looked up in System.map.
 	args="console=ttyS0 quiet loglevel=5 panic=-1 nokaslr clu.layout=$layout"
 	case $layout in unified*) args="$args cgroup_no_v1=all" ;; esac
+	# Only some tests, some times over: CLU_VM_RUN=REGEXP, CLU_VM_COUNT=N.
+	[ -n "${CLU_VM_RUN:-}" ] && args="$args clu.run=$CLU_VM_RUN"
+	[ -n "${CLU_VM_COUNT:-}" ] && args="$args clu.count=$CLU_VM_COUNT"
 	log=$work/$layout.log
 	for try in 1 2; do
 		start=$(date +%s)
