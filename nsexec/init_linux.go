@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -123,9 +124,6 @@ func join(c *Config) (string, error) {
 	}
 	unix.Close(CgroupNSFD)
 	unix.Close(MountNSFD)
-	if err := unix.Chdir(c.Dir); err != nil {
-		_ = unix.Chdir("/")
-	}
 	if c.JoinPID {
 		if err := unix.Setns(PIDNSFD, unix.CLONE_NEWPID); err != nil {
 			return StepJoin, fmt.Errorf("setns pid namespace: %w", err)
@@ -137,15 +135,34 @@ func join(c *Config) (string, error) {
 			return StepJoin, err
 		}
 	}
+	// After the drop: CMD must not start in a directory it could not enter.
+	if err := unix.Chdir(c.Dir); err != nil {
+		_ = unix.Chdir("/")
+	}
 	if c.JoinPID {
 		runChild(c)
 	}
 	return "before exec", failpoint.At("before exec")
 }
 
-// dropTo makes every thread of this process ids.UID and ids.GID with no
-// supplementary groups; leaving uid 0 clears every capability.
+// dropTo leaves this process nothing of host root's: ids.UID and
+// ids.GID on every thread, no supplementary groups, and on this thread
+// (the one that execs or forks CMD; capabilities are per thread) no
+// capability in any set, an empty bounding set and no_new_privs, so no
+// setuid binary the level's mounts offer can bring any of it back. The
+// explicit clearing also covers a level whose root is host uid 0 (-r).
 func dropTo(ids HostIDs) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	for c := 0; c <= lastCap(); c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
 	// The syscall package's versions change every thread, not just this.
 	if err := syscall.Setgroups(nil); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
@@ -156,7 +173,21 @@ func dropTo(ids HostIDs) error {
 	if err := syscall.Setresuid(ids.UID, ids.UID, ids.UID); err != nil {
 		return fmt.Errorf("setresuid %d: %w", ids.UID, err)
 	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &none[0]); err != nil {
+		return fmt.Errorf("clear capabilities: %w", err)
+	}
 	return nil
+}
+
+// lastCap is the highest capability this kernel knows.
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if n, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil {
+		return n
+	}
+	return 63
 }
 
 // runChild runs CMD as a child, tells the launcher it runs, passes

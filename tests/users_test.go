@@ -284,6 +284,22 @@ func children(t *testing.T, pid int) map[int]string {
 	return out
 }
 
+// exec into a -r level (run as root: the level's root is host uid 0)
+// still takes every capability away and sets no_new_privs.
+func TestExecMapRootUser(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, nil, append([]string{"-r"}, script("echo $$ > "+dir+"/pid", "exec sleep 600")...)...)
+	pidOf(t, l, dir+"/pid")
+	r := cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs):' /proc/self/status")
+	want := "Uid: 0 0 0 0 CapEff: 0000000000000000 CapBnd: 0000000000000000 NoNewPrivs: 1"
+	if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || got != want {
+		t.Errorf("exec into a -r level: exit %d, %q, want %q: %s", r.code, got, want, r.stderr)
+	}
+	l.stop(t)
+}
+
 // A --user level inside a --user level: the host ids of the inner map
 // must be ids the outer level has; the default range is not, and the
 // error says what is.
@@ -405,8 +421,11 @@ func TestUserNamespace(t *testing.T) {
 	}
 	// exec cannot enter the user namespace; CMD runs as the level's root
 	// on the host, with no capabilities: never as host root in there.
-	r := cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups|CapEff):' /proc/self/status")
-	want := "Uid: 100000 100000 100000 100000 Gid: 100000 100000 100000 100000 Groups: CapEff: 0000000000000000"
+	// No capability in any set and no_new_privs: no setuid binary the
+	// level's mounts offer brings any back.
+	r := cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs):' /proc/self/status")
+	want := "Uid: 100000 100000 100000 100000 Gid: 100000 100000 100000 100000 Groups: " +
+		"CapInh: 0000000000000000 CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 CapAmb: 0000000000000000 NoNewPrivs: 1"
 	if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || got != want {
 		t.Errorf("exec into a --user level: exit %d, %q, want %q: %s", r.code, got, want, r.stderr)
 	}
