@@ -48,10 +48,19 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 	if m.Inner > 0 {
 		return IDMap{}, fmt.Errorf("map %q leaves root (id 0) unmapped: the level could not set itself up", s)
 	}
-	if r, ok := subRange(subFile); ok && (m.Outer < r.Outer || m.Outer+m.Count > r.Outer+r.Count) {
+	// /etc/subuid speaks of the host's ids; inside a user namespace (a
+	// nested level) Validate checks the range against its map instead.
+	if r, ok := subRange(subFile); ok && initialUserNS() && (m.Outer < r.Outer || m.Outer+m.Count > r.Outer+r.Count) {
 		return IDMap{}, fmt.Errorf("map %q: host ids %d-%d are not root's subordinate range %d-%d in %s", s, m.Outer, m.Outer+m.Count-1, r.Outer, r.Outer+r.Count-1, subFile)
 	}
 	return m, nil
+}
+
+// initialUserNS reports whether this process is in the host's user
+// namespace, which maps every id to itself.
+func initialUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295"
 }
 
 // subRange reads root's first range from /etc/subuid or /etc/subgid.
@@ -101,6 +110,9 @@ func mappedHere(m IDMap, mapText, file string) error {
 		if hint == "" {
 			hint = fmt.Sprintf(", such as 0:%d:%d", in, count)
 		}
+	}
+	if len(have) == 0 {
+		have = []string{"none"}
 	}
 	return fmt.Errorf("ids %d-%d are not mapped in this user namespace (it has %s, as %s says): choose a range inside it%s",
 		m.Outer, m.Outer+m.Count-1, strings.Join(have, ", "), file, hint)

@@ -57,4 +57,7 @@ func TestMappedHere(t *testing.T) {
 	if err := mappedHere(IDMap{0, 65000, 1000}, level, "uid_map"); err == nil {
 		t.Errorf("a range crossing the map's end was accepted")
 	}
+	if err := mappedHere(IDMap{0, 0, 1}, "", "uid_map"); err == nil || !strings.Contains(err.Error(), "it has none") {
+		t.Errorf("an empty map: %v", err)
+	}
 }

@@ -316,6 +316,16 @@ func TestUserNamespaceNested(t *testing.T) {
 	if out := strings.Fields(r.stdout); r.code != 0 || len(out) != 2 || out[0] != "0" || out[1] != "/" {
 		t.Errorf("nested --user with 0:0:65536: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
+	// The host's /etc/subuid, which the level sees, says nothing about
+	// the level's ids: a root line there must not refuse that map.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	r = clu(t, "--user", "--", "/bin/sh", "-c", fmt.Sprintf(
+		"echo root:200000:65536 > %[1]s/subuid && mount --bind %[1]s/subuid /etc/subuid && %[2]s --user --map-users 0:0:65536 -- id -u", dir, bin))
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("nested --user with root in /etc/subuid: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 // Issue 5 item 6: --kill-child sends SIG to CMD when the supervisor dies;
