@@ -123,6 +123,30 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
+// A process the level froze in a cgroup of its own is still killed at
+// the end, also where the kill goes through a freezer (legacy hosts): a
+// v1 cgroup frozen by itself stays frozen when its parent thaws.
+func TestFrozenChildKilled(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, env := range [][]string{nil, {"CL_UNSHARE_FAIL_AT=cgroup.kill"}} {
+		r := clu2(t, env, script(
+			"if [ -d /sys/fs/cgroup/freezer ]; then d=/sys/fs/cgroup/freezer/sub; f=freezer.state; v=FROZEN",
+			"else d=/sys/fs/cgroup/sub; f=cgroup.freeze; v=1; fi",
+			"mkdir $d || echo setup failed >&2",
+			"sleep 600 & echo $! > $d/cgroup.procs && echo $v > $d/$f || echo setup failed >&2")...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q; want 0 and nothing", env, r.code, r.stderr)
+		}
+	}
+}
+
+// clu2 is clu with extra environment.
+func clu2(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return start(t, env, args...).wait(t)
+}
+
 // Item 8: CMD's exit code, or 128+N when it died of signal N.
 func TestExitStatus(t *testing.T) {
 	requires(t, "root", "cgroupns")

@@ -37,12 +37,12 @@ func (l *Level) Kill() error {
 	}
 	if d != nil {
 		if _, err := os.Stat(filepath.Join(d.Outer, "cgroup.freeze")); err == nil {
-			return freezeKill(d.Outer, v2Freezer)
+			return l.freezeKill(d.Outer, v2Freezer)
 		}
 	}
 	for _, d := range l.Dirs {
 		if !d.V2() && d.Has("freezer") {
-			return freezeKill(d.Outer, v1Freezer)
+			return l.freezeKill(d.Outer, v1Freezer)
 		}
 	}
 	dir := l.Dirs[0].Outer
@@ -61,16 +61,20 @@ func (l *Level) Kill() error {
 // thawV1 thaws every v1 freezer cgroup of the level, nested ones too.
 func (l *Level) thawV1() {
 	for _, d := range l.Dirs {
-		if d.V2() || !d.Has("freezer") {
-			continue
+		if !d.V2() && d.Has("freezer") {
+			thawTree(d.Outer)
 		}
-		_ = filepath.WalkDir(d.Outer, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				_ = WriteFile(p, "freezer.state", "THAWED")
-			}
-			return nil
-		})
 	}
+}
+
+// thawTree thaws the v1 freezer cgroup dir and every one below it.
+func thawTree(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			_ = WriteFile(p, "freezer.state", "THAWED")
+		}
+		return nil
+	})
 }
 
 func killAll(pids []int) {
@@ -99,14 +103,20 @@ func (f freezer) frozen(dir string) bool {
 
 // freezeKill freezes dir so nothing in it can fork, kills every task and
 // thaws, until no task is left.
-func freezeKill(dir string, f freezer) error {
+func (l *Level) freezeKill(dir string, f freezer) error {
 	deadline := time.Now().Add(killTimeout)
 	for time.Now().Before(deadline) {
 		pids, err := Procs(dir)
+		if gone(err) {
+			return nil // removed meanwhile, by its supervisor
+		}
 		if err != nil || len(pids) == 0 {
 			return err
 		}
 		if err := WriteFile(dir, f.file, f.freeze); err != nil {
+			if gone(err) {
+				return nil
+			}
 			return err
 		}
 		// Let the freeze complete before the kill and the thaw: cycling a
@@ -121,10 +131,13 @@ func freezeKill(dir string, f freezer) error {
 		}
 		pids, _ = Procs(dir)
 		killAll(pids)
-		// A task frozen by the v1 freezer dies only once thawed.
-		if err := WriteFile(dir, f.file, f.thaw); err != nil {
+		if err := WriteFile(dir, f.file, f.thaw); err != nil && !gone(err) {
 			return err
 		}
+		// A task frozen by the v1 freezer dies only once thawed, and a v1
+		// cgroup the level froze itself stays frozen when its parent
+		// thaws (on hybrid hosts too, whichever freezer held it here).
+		l.thawV1()
 		time.Sleep(2 * time.Millisecond)
 	}
 	return fmt.Errorf("processes are still left in %s after %s", dir, killTimeout)
