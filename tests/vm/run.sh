@@ -28,10 +28,14 @@ limit=${CLU_VM_TIMEOUT:-240}
 die() { echo "test-vm: $*" >&2; exit 1; }
 [ -r "$kernel" ] || die "no kernel to boot in /boot (apt-get install linux-image-amd64, or set CLU_VM_KERNEL)"
 "$busybox" --list 2>/dev/null | grep -x cpio >/dev/null || die "$busybox is not busybox (apt-get install busybox-static, or set CLU_VM_BUSYBOX)"
+case "${CLU_VM_RUN:-}" in *" "*) die "CLU_VM_RUN must not contain spaces (it goes on the kernel command line)" ;; esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 
 work=$(mktemp -d /tmp/cl-unshare-vm.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+qemu=
+# A hung guest must not outlive the run, whatever ends it.
+trap 'if [ -n "$qemu" ]; then kill "$qemu" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 root=$work/root
 mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,etc}
 cp "$busybox" "$root/bin/busybox"
@@ -43,15 +47,19 @@ go test -c -trimpath -tags urfave_cli_no_docs -o "$root/bin/tests.test" ./tests
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -1 > "$work/initrd"
 
 echo "test-vm: kernel $kernel, accel $accel, initramfs $(du -h "$work/initrd" | cut -f1)"
-# where_hung asks QEMU's monitor where each vCPU of a hung guest is,
-# three times a second apart. With nokaslr the addresses are the same on
-# every boot: look them up in a working guest's /proc/kallsyms (Debian's
-# System.map is a placeholder).
+# where_hung asks QEMU's monitor (a unix socket in the 0700 work dir: the
+# monitor can run commands, so no TCP port) where each vCPU of a hung
+# guest is, three times a second apart. With nokaslr the addresses are the
+# same on every boot: tests/vm/kallsyms.sh names them.
 where_hung() {
 	local out
 	echo "where the vCPUs were (RIP, 3 samples; ffffffff8... is the kernel):"
 	for i in 1 2 3; do
-		out=$( (exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'info registers -a\n' >&3 && sleep 1 && timeout 1 cat <&3) 2>/dev/null | tr -d '\r' || true)
+		out=$(timeout 5 perl -MIO::Socket::UNIX -e '
+			my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1;
+			print $s "info registers -a\n";
+			local $SIG{ALRM} = sub { exit 0 }; alarm 2;
+			print while <$s>;' "$1" 2>/dev/null | tr -d '\r' || true)
 		echo "    $(echo "$out" | sed -n 's/^RIP=\([0-9a-f]*\).*/\1/p' | tr '\n' ' ')"
 	done
 }
@@ -63,16 +71,16 @@ for layout in $layouts; do
 	# nokaslr lets a hung vCPU's RIP be looked up in System.map.
 	args="console=ttyS0 quiet loglevel=5 panic=-1 nokaslr clu.layout=$layout"
 	case $layout in unified*) args="$args cgroup_no_v1=all" ;; esac
-	# Only some tests, some times over: CLU_VM_RUN=REGEXP, CLU_VM_COUNT=N.
+	# Only some tests, some times over: CLU_VM_RUN=REGEXP (no spaces: it
+	# travels on the kernel command line), CLU_VM_COUNT=N.
 	[ -n "${CLU_VM_RUN:-}" ] && args="$args clu.run=$CLU_VM_RUN"
 	[ -n "${CLU_VM_COUNT:-}" ] && args="$args clu.count=$CLU_VM_COUNT"
 	log=$work/$layout.log
 	for try in 1 2; do
 		start=$(date +%s)
-		port=$(( 40000 + RANDOM % 20000 ))
 		qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 2 \
 			-nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
-			-monitor "tcp:127.0.0.1:$port,server,nowait" \
+			-monitor "unix:$work/monitor,server,nowait" \
 			-append "$args" </dev/null >"$log" 2>&1 &
 		qemu=$!
 		while kill -0 $qemu 2>/dev/null && [ $(( $(date +%s) - start )) -lt "$limit" ]; do
@@ -80,17 +88,18 @@ for layout in $layouts; do
 		done
 		: > "$log.hung"
 		if kill -0 $qemu 2>/dev/null; then
-			where_hung $port > "$log.hung"
-			kill $qemu
+			where_hung "$work/monitor" > "$log.hung"
+			kill $qemu 2>/dev/null || true
 		fi
 		wait $qemu || true
+		qemu=
 		secs=$(( $(date +%s) - start ))
 		tr -d '\r' < "$log" > "$log.txt"
 		if [ -n "${CLU_VM_LOGS:-}" ]; then mkdir -p "$CLU_VM_LOGS" && cp "$log.txt" "$CLU_VM_LOGS/$layout.$try.log"; fi
 		result=$(grep -a '^CLU-RESULT' "$log.txt" | tail -n 1 || true)
 		[ -n "$result" ] && break
 		echo "$layout: boot $try gave no result within ${limit}s; console tail:"
-		grep -a -v '^\s*$' "$log.txt" | grep -v 'terminating on signal' | tail -n 16 | sed 's/^/    /'
+		{ grep -a -v '^\s*$' "$log.txt" | grep -v 'terminating on signal' || true; } | tail -n 16 | sed 's/^/    /'
 		sed 's/^/    /' "$log.hung"
 	done
 	if [ -z "$result" ]; then
