@@ -53,6 +53,9 @@ func Main() {
 		run = join
 	}
 	step, err := run(c)
+	if err == nil && c.UserNS {
+		step, err = StepTerminal, noTerminalInjection()
+	}
 	if err == nil && c.Init {
 		// As execCommand does for CMD: the launcher's death takes the
 		// level only with --kill-child.
@@ -133,6 +136,9 @@ func join(c *Config) (string, error) {
 	if c.As != nil {
 		if err := dropTo(*c.As); err != nil {
 			return StepJoin, err
+		}
+		if err := noTerminalInjection(); err != nil {
+			return StepTerminal, err
 		}
 	}
 	// After the drop: CMD must not start in a directory it could not enter.

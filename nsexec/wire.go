@@ -104,6 +104,7 @@ const (
 	StepProc        = "mount /proc"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"
+	StepTerminal    = "terminal guard"
 )
 
 type message struct {

@@ -102,6 +102,71 @@ func TestTerminalCtrlC(t *testing.T) {
 	}
 }
 
+// A --user level's command, and a command exec'd into one, cannot push
+// input into the terminal of whoever started it (TIOCSTI: it would run in
+// that user's shell once the level ends). A level without a user
+// namespace is root anyway; there the probe succeeds, showing it works.
+func TestTerminalInjection(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	// The level's root (host uid 100000) must reach the helper and the
+	// pid file: a copy of this binary in a directory open to all.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	self := filepath.Join(dir, "helper")
+	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
+		t.Fatalf("copy the helper: %v", err)
+	}
+	env := []string{"CLU_HELPER=tiocsti"}
+	if out := onPTY(t, env, "--cgroup-parent", testParent, "--", self); !strings.Contains(out, "tiocsti: ok") {
+		t.Errorf("level without --user: %q, want the probe to work", out)
+	}
+	if out := onPTY(t, env, "--cgroup-parent", testParent, "--user", "--", self); !strings.Contains(out, "tiocsti: operation not permitted") {
+		t.Errorf("--user level: %q, want EPERM", out)
+	}
+	l := start(t, nil, append([]string{"--user"}, script("echo $$ > "+dir+"/pid", "exec sleep 600")...)...)
+	pidOf(t, l, dir+"/pid")
+	if out := onPTY(t, env, "exec", l.name, "--", self); !strings.Contains(out, "tiocsti: operation not permitted") {
+		t.Errorf("exec into a --user level: %q, want EPERM", out)
+	}
+	l.stop(t)
+}
+
+// onPTY runs cl-unshare with args in a session of its own on a new pty,
+// as from a login shell, and returns what it wrote there.
+func onPTY(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	master, slave := openPTY(t)
+	defer master.Close()
+	var out strings.Builder
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, master); close(copied) }()
+	c := exec.Command(bin, args...)
+	c.Env = append(os.Environ(), env...)
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	err := c.Start()
+	slave.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		<-done
+		t.Errorf("cl-unshare %v did not end", args)
+	}
+	select {
+	case <-copied: // EIO once every holder of the slave is gone
+	case <-time.After(2 * time.Second):
+	}
+	return out.String()
+}
+
 // openPTY opens a pseudo-terminal pair.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()

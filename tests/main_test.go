@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
@@ -122,6 +123,15 @@ func helper(name string, args []string) int {
 			}
 		}
 		os.WriteFile(args[1], []byte(strconv.Itoa(n)), 0o644)
+		return 0
+	case "tiocsti": // tiocsti: push a byte into stdin's terminal, say what happened
+		b := byte(' ')
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&b)))
+		if errno != 0 {
+			fmt.Println("tiocsti:", errno)
+		} else {
+			fmt.Println("tiocsti: ok")
+		}
 		return 0
 	case "trap": // trap SIGNUM READYFILE: exit 100+SIGNUM on that signal
 		n, _ := strconv.Atoi(args[0])
