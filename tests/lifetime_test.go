@@ -195,7 +195,7 @@ func TestFrozenChildKilled(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
 	for _, env := range [][]string{nil, {"CL_UNSHARE_FAIL_AT=cgroup.kill"}} {
-		r := clu2(t, env, script(
+		r := cluEnv(t, env, script(
 			"if [ -d /sys/fs/cgroup/freezer ]; then d=/sys/fs/cgroup/freezer/sub; f=freezer.state; v=FROZEN",
 			"else d=/sys/fs/cgroup/sub; f=cgroup.freeze; v=1; fi",
 			"mkdir $d || echo setup failed >&2",
@@ -204,12 +204,6 @@ func TestFrozenChildKilled(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 0 and nothing", env, r.code, r.stderr)
 		}
 	}
-}
-
-// clu2 is clu with extra environment.
-func clu2(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	return start(t, env, args...).wait(t)
 }
 
 // Item 8: CMD's exit code, or 128+N when it died of signal N.

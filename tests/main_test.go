@@ -300,8 +300,13 @@ type result struct {
 // clu runs cl-unshare to completion with the test parent cgroup.
 func clu(t *testing.T, args ...string) result {
 	t.Helper()
-	l := start(t, nil, args...)
-	return l.wait(t)
+	return cluEnv(t, nil, args...)
+}
+
+// cluEnv is clu with extra environment.
+func cluEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return start(t, env, args...).wait(t)
 }
 
 // level is a running cl-unshare.
