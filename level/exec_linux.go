@@ -133,10 +133,9 @@ func levelRoot(pid int) (nsexec.HostIDs, error) {
 			return ids, err
 		}
 		found := false
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "0" {
-				*m.id, err = strconv.Atoi(f[1])
-				found = err == nil
+		for _, e := range parseIDMaps(string(b)) {
+			if e.Inner == 0 {
+				*m.id, found = e.Outer, true
 			}
 		}
 		if !found {

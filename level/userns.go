@@ -60,7 +60,31 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 // namespace, which maps every id to itself.
 func initialUserNS() bool {
 	b, err := os.ReadFile("/proc/self/uid_map")
-	return err == nil && strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295"
+	m := parseIDMaps(string(b))
+	return err == nil && len(m) == 1 && m[0] == IDMap{0, 0, 1<<32 - 1}
+}
+
+// parseIDMaps parses the text of a /proc/PID/uid_map or gid_map: lines of
+// the id inside that process's namespace (Inner), the id in the reader's
+// (Outer), and a count.
+func parseIDMaps(text string) []IDMap {
+	var maps []IDMap
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		var n [3]int
+		ok := true
+		for i := range f {
+			v, err := strconv.Atoi(f[i])
+			n[i], ok = v, ok && err == nil
+		}
+		if ok {
+			maps = append(maps, IDMap{n[0], n[1], n[2]})
+		}
+	}
+	return maps
 }
 
 // subRange reads root's first range from /etc/subuid or /etc/subgid.
@@ -93,22 +117,14 @@ var errNoUserNS = errors.New("needs --user")
 func mappedHere(m IDMap, mapText, file string) error {
 	var have []string
 	hint := ""
-	for _, line := range strings.Split(strings.TrimSpace(mapText), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, e1 := strconv.Atoi(f[0])
-		count, e2 := strconv.Atoi(f[2])
-		if e1 != nil || e2 != nil {
-			continue
-		}
-		if m.Outer >= in && m.Outer+m.Count <= in+count {
+	// Our own map: our ids are its Inner column.
+	for _, e := range parseIDMaps(mapText) {
+		if m.Outer >= e.Inner && m.Outer+m.Count <= e.Inner+e.Count {
 			return nil
 		}
-		have = append(have, fmt.Sprintf("%d-%d", in, in+count-1))
+		have = append(have, fmt.Sprintf("%d-%d", e.Inner, e.Inner+e.Count-1))
 		if hint == "" {
-			hint = fmt.Sprintf(", such as 0:%d:%d", in, count)
+			hint = fmt.Sprintf(", such as 0:%d:%d", e.Inner, e.Count)
 		}
 	}
 	if len(have) == 0 {

@@ -61,3 +61,11 @@ func TestMappedHere(t *testing.T) {
 		t.Errorf("an empty map: %v", err)
 	}
 }
+
+func TestParseIDMaps(t *testing.T) {
+	got := parseIDMaps("         0     100000      65536\n     65536    1000000         10\nbad line\n1 x 2\n")
+	want := []IDMap{{0, 100000, 65536}, {65536, 1000000, 10}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("parseIDMaps = %+v, want %+v", got, want)
+	}
+}
