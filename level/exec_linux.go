@@ -63,7 +63,7 @@ func Exec(c ExecConfig) (*Process, error) {
 		return nil, &FlagError{"command", errors.New("no command given")}
 	}
 	i, err := Find(c.RunDir, c.Name)
-	if err != nil {
+	if i, err = usable(c.Name, i, err); err != nil {
 		return nil, err
 	}
 	member := i.CmdPID
@@ -109,15 +109,39 @@ func Exec(c ExecConfig) (*Process, error) {
 		}
 		fds = append(fds, f)
 	}
-	var as *nsexec.HostIDs
-	if readlinkNS(member, "user") != readlinkNS(os.Getpid(), "user") {
-		ids, err := levelRoot(member)
-		if err != nil {
-			return nil, fmt.Errorf("level %s: %w", c.Name, err)
-		}
-		as = &ids
+	as, err := execAs(i, member)
+	if err != nil {
+		return nil, fmt.Errorf("level %s: %w", c.Name, err)
 	}
 	return startJoin(c, targets, fds, joinPID, as)
+}
+
+// execAs decides whom CMD runs as. In a level that is, or is nested at any
+// depth below, a --user level, it is the host ids of that level's root,
+// without capabilities: the chain of records the host wrote says so, and
+// the process CMD joins cannot say otherwise (a level can make a record
+// name one of its processes that runs in the host's user namespace, as
+// one that exec left behind does). Only where a user namespace below maps
+// its root into that level's ids does the kernel's word refine them. A
+// joined process in a user namespace of its own counts where no record
+// says anything.
+func execAs(i *Info, member int) (*nsexec.HostIDs, error) {
+	own := readlinkNS(member, "user") != readlinkNS(os.Getpid(), "user")
+	if i.user != nil {
+		ids := i.user.root()
+		if r, err := levelRoot(member); own && err == nil && i.user.holds(r.UID, r.GID) {
+			ids = r
+		}
+		return &ids, nil
+	}
+	if !own {
+		return nil, nil
+	}
+	ids, err := levelRoot(member)
+	if err != nil {
+		return nil, err
+	}
+	return &ids, nil
 }
 
 // levelRoot finds the host ids of root in the user namespace of pid, from

@@ -3,17 +3,13 @@ package level
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,14 +36,20 @@ type Info struct {
 	Limits        map[string]string `json:"limits"`
 	MirrorMounts  int               `json:"mirrored_mounts"`
 	Levels        []Info            `json:"levels"` // nested levels
+	// Invalid says why a nested level's record failed a check against
+	// its parent and the kernel (State is then "invalid").
+	Invalid string `json:"invalid,omitempty"`
 	// inspect only
 	Usage       *Usage      `json:"usage,omitempty"`
 	Namespaces  *Namespaces `json:"namespaces,omitempty"`
 	Mirror      []string    `json:"mirror,omitempty"` // "MOUNTPOINT FSTYPE ROOT" as the caller sees them
 	Enforcement string      `json:"enforcement,omitempty"`
 
-	state *State
-	view  view
+	state   *State
+	dir     string  // its run directory as the caller sees it
+	depth   int     // 0 for a level of the caller's run directory
+	user    *UserNS // the --user level it is or is nested below, if any
+	missing bool    // no record: removed, or never there
 }
 
 // Paths are a level's cgroups in one hierarchy.
@@ -69,28 +71,6 @@ type Namespaces struct {
 	Mount  uint64 `json:"mnt"`
 }
 
-// view maps paths recorded inside a level (by a nested supervisor) to the
-// caller's: a level's /sys/fs/cgroup is its host mirror RUN/levels/L/cgroup,
-// and its RUN is RUN/levels/L.
-type view struct{ from, to []string }
-
-func (v view) path(p string) string {
-	for i := range v.from {
-		if rel, ok := strings.CutPrefix(p, v.from[i]); ok && (rel == "" || rel[0] == '/') {
-			return v.to[i] + rel
-		}
-	}
-	return p
-}
-
-func (v view) nested(levelDir, runDir string) view {
-	w := view{
-		from: []string{mounts.CgroupRoot, runDir},
-		to:   []string{v.path(filepath.Join(levelDir, "cgroup")), v.path(levelDir)},
-	}
-	return w
-}
-
 // UnknownError says no level of that name is visible here.
 type UnknownError struct{ Name string }
 
@@ -100,73 +80,11 @@ func (e *UnknownError) Error() string {
 
 // List returns the levels started from runDir (and, nested, theirs).
 func List(runDir string) ([]Info, error) {
-	return list(runDir, runDir, view{})
-}
-
-func list(runDir, recordedRunDir string, v view) ([]Info, error) {
-	names, err := stateNames(runDir)
+	w, err := newWalker(runDir)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	infos, err := mounts.Current()
-	if err != nil {
-		return nil, err
-	}
-	var out []Info
-	for _, n := range names {
-		s, err := readState(runDir, n)
-		if err != nil {
-			continue // being written or removed right now
-		}
-		i := describe(s, v, infos)
-		// A level's RUN is its run directory: its own levels are there.
-		i.Levels, _ = list(v.path(s.LevelDir), recordedRunDir, v.nested(s.LevelDir, recordedRunDir))
-		out = append(out, i)
-	}
-	return out, nil
-}
-
-func describe(s *State, v view, infos []*mountinfo.Info) Info {
-	i := Info{Name: s.Name, Argv: s.Argv, Limits: s.Limits, Cgroups: map[string]Paths{}, state: s, view: v}
-	for h, o := range s.Outer {
-		i.Cgroups[h] = Paths{Outer: v.path(o), Inner: v.path(s.Inner[h])}
-	}
-	if p, ok := i.Cgroups["cgroup2"]; ok {
-		i.InnerCgroup = p.Inner
-	} else {
-		for _, h := range slices.Sorted(maps.Keys(i.Cgroups)) {
-			i.InnerCgroup = i.Cgroups[h].Inner
-			break
-		}
-	}
-	if s.Supervisor.Alive() {
-		i.SupervisorPID = s.Supervisor.PID
-	}
-	if s.Cmd.Alive() {
-		i.CmdPID = s.Cmd.PID
-	}
-	cg := i.cgroups()
-	switch {
-	case i.SupervisorPID != 0 && s.Cmd.PID == 0:
-		i.State = Starting
-	case cg != nil && cg.Frozen():
-		i.State = Frozen
-	case i.SupervisorPID != 0:
-		i.State = Running
-	case cg != nil && !cg.Empty():
-		i.State = Orphaned
-	default:
-		i.State = Exited
-	}
-	mirror := filepath.Join(v.path(s.LevelDir), "cgroup")
-	for _, m := range infos {
-		if mounts.Under(m.Mountpoint, mirror) {
-			i.MirrorMounts++
-			i.Mirror = append(i.Mirror, m.Mountpoint+" "+m.FSType+" "+m.Root)
-		}
-	}
-	return i
+	return w.tops()
 }
 
 // cgroups adopts the level's cgroups as the caller sees them (nil if none is left).
@@ -183,41 +101,29 @@ func (i *Info) cgroups() *cgroup.Level {
 }
 
 // Find returns one level by name: a level of runDir, or a nested one as
-// PARENT/CHILD.
+// PARENT/CHILD. A nested level whose record failed a check is returned
+// with State Invalid; Kill, Freeze and Exec refuse it.
 func Find(runDir, name string) (*Info, error) {
-	levels, err := List(runDir)
+	w, err := newWalker(runDir)
 	if err != nil {
 		return nil, err
 	}
-	parts := strings.Split(name, "/")
-	for _, p := range parts {
-		if ValidateName(p) != nil {
-			return nil, &UnknownError{name}
-		}
+	return w.find(name)
+}
+
+// usable returns the level, or an error if its record failed a check.
+func usable(name string, i *Info, err error) (*Info, error) {
+	if err == nil && i.Invalid != "" {
+		return nil, &InvalidError{Name: name, Why: i.Invalid}
 	}
-	for depth, p := range parts {
-		var found *Info
-		for k := range levels {
-			if levels[k].Name == p {
-				found = &levels[k]
-			}
-		}
-		if found == nil {
-			return nil, &UnknownError{name}
-		}
-		if depth == len(parts)-1 {
-			return found, nil
-		}
-		levels = found.Levels
-	}
-	return nil, &UnknownError{name}
+	return i, err
 }
 
 // Inspect returns everything about one level.
 func Inspect(runDir, name string) (*Info, error) {
 	i, err := Find(runDir, name)
-	if err != nil {
-		return nil, err
+	if err != nil || i.Invalid != "" {
+		return i, err
 	}
 	i.Usage = &Usage{}
 	for h, p := range i.Cgroups {
@@ -316,7 +222,7 @@ func Freeze(runDir, name string, freeze bool) error {
 // findCgroups finds a level and adopts its cgroups.
 func findCgroups(runDir, name string) (*cgroup.Level, error) {
 	i, err := Find(runDir, name)
-	if err != nil {
+	if i, err = usable(name, i, err); err != nil {
 		return nil, err
 	}
 	cg := i.cgroups()

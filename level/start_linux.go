@@ -65,6 +65,9 @@ func Start(cfg Config) (_ *Level, err error) {
 	}
 	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
 	l.state = &State{Name: cfg.Name, Supervisor: self(), Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now()}
+	if cfg.User {
+		l.state.User = &UserNS{UIDMap: cfg.UIDMap, GIDMap: cfg.GIDMap}
+	}
 	if err := claimState(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
 		return nil, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name)}
 	} else if err != nil {

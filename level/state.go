@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cl-unshare/cl-unshare/nsexec"
 )
 
 // State is what a supervisor records about its level in RUN/state/NAME.json,
@@ -26,6 +28,26 @@ type State struct {
 	Limits     map[string]string `json:"limits"` // controller file -> value written
 	Started    time.Time         `json:"started"`
 	Exec       bool              `json:"exec,omitempty"` // started with --exec: CMD is its own supervisor
+	User       *UserNS           `json:"user,omitempty"` // started with --user
+}
+
+// UserNS is the user namespace a level was started with. Its root's host
+// ids are what `exec` runs as in that level and in every level nested in
+// it: records written inside it are the level's, never trusted for that.
+type UserNS struct {
+	UIDMap IDMap `json:"uid_map"`
+	GIDMap IDMap `json:"gid_map"`
+}
+
+// root is the host ids of the namespace's root.
+func (u *UserNS) root() nsexec.HostIDs {
+	return nsexec.HostIDs{UID: u.UIDMap.Outer - u.UIDMap.Inner, GID: u.GIDMap.Outer - u.GIDMap.Inner}
+}
+
+// holds reports whether host ids uid and gid are inside the namespace's maps.
+func (u *UserNS) holds(uid, gid int) bool {
+	in := func(m IDMap, id int) bool { return id >= m.Outer && id < m.Outer+m.Count }
+	return in(u.UIDMap, uid) && in(u.GIDMap, gid)
 }
 
 // Proc names a process across PID reuse.

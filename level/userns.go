@@ -12,7 +12,9 @@ import (
 // IDMap maps Count ids from Inner (in the level's user namespace) to
 // Outer (on the host).
 type IDMap struct {
-	Inner, Outer, Count int
+	Inner int `json:"inner"`
+	Outer int `json:"outer"`
+	Count int `json:"count"`
 }
 
 // defaultRange is the host range a level's ids map to when /etc/subuid

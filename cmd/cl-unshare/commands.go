@@ -94,6 +94,11 @@ func listCmd(c *cli.Context) error {
 	var walk func([]level.Info, string)
 	walk = func(ls []level.Info, indent string) {
 		for _, l := range ls {
+			if l.Invalid != "" {
+				// Where the cgroup would be, why there is none to show.
+				fmt.Fprintf(w, "%s%s\t%s\t-\t-\t-\t(%s)\t-\n", indent, l.Name, l.State, l.Invalid)
+				continue
+			}
 			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%d\t%s\t%s\n", indent, l.Name, l.State, pid(l.SupervisorPID),
 				pid(l.CmdPID), l.MirrorMounts, l.InnerCgroup, limits(l.Limits))
 			walk(l.Levels, indent+"  ")
@@ -140,6 +145,10 @@ func inspectCmd(c *cli.Context) error {
 		return printJSON(c.App.Writer, i)
 	}
 	w := c.App.Writer
+	if i.Invalid != "" {
+		fmt.Fprintf(w, "name:        %s\nstate:       %s\ninvalid:     %s\n", i.Name, i.State, i.Invalid)
+		return nil
+	}
 	fmt.Fprintf(w, "name:        %s\nstate:       %s\nsupervisor:  %s\ncmd:         %s %s\n",
 		i.Name, i.State, pid(i.SupervisorPID), pid(i.CmdPID), strings.Join(i.Argv, " "))
 	for _, h := range slices.Sorted(maps.Keys(i.Cgroups)) {

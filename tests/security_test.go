@@ -1,0 +1,168 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	lvl "github.com/cl-unshare/cl-unshare/level"
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+)
+
+// cmdTimeout runs a cl-unshare subcommand, killed after d: a command that
+// a level can make loop must still come back.
+func cmdTimeout(t *testing.T, d time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	c := exec.CommandContext(ctx, bin, args...)
+	var out, errb strings.Builder
+	c.Stdout, c.Stderr = &out, &errb
+	c.Run()
+	if ctx.Err() != nil {
+		t.Errorf("cl-unshare %v did not finish within %v", args, d)
+	}
+	return result{code: c.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+}
+
+// testHierarchy is the hierarchy forged records name: cgroup2 where there
+// is one, else the first v1 hierarchy. It returns its name and where a
+// level sees it mounted (the host's layout, rebuilt inside).
+func testHierarchy(t *testing.T) (cgroup.Hierarchy, string) {
+	h := hierarchies(t)[0]
+	if v2 := hierarchy(t, "cgroup2"); v2 != nil {
+		h = *v2
+	}
+	return h, h.Mount
+}
+
+// Issue 16 items 1-3: a --user level writes records of "nested levels" in
+// its own state directory, and the host must not act on them outside the
+// level, nor run anything as more than the level's root, nor loop.
+func TestForgedNestedState(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777) // the level's root is host uid 100000
+	os.Chmod(filepath.Dir(dir), 0o755)
+	victim := start(t, nil, script("echo $$ > "+dir+"/victim", "sleep 600")...)
+	vpid := pidOf(t, victim, dir+"/victim")
+	h, m := testHierarchy(t)
+	vouter := outer(h, victim.name)
+	hn := h.Name()
+	// rec NAME SUPPID SUPSTART CMDPID CMDSTART LEVELDIR OUTER INNER [FILE]
+	rec := `rec() { printf '{"name":"%s","supervisor":{"pid":%s,"start_time":%s},"cmd":{"pid":%s,"start_time":%s},` +
+		`"argv":["forged"],"level_dir":"%s","outer_cgroups":%s,"inner_cgroups":%s,"limits":{}}' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" > "${9:-/run/cl-unshare/state/$1.json}"; }`
+	cg := func(p string) string { return fmt.Sprintf(`{"%s":"%s"}`, hn, p) }
+	// A chain of tmpfs run directories, each with a record of the next:
+	// deeper than the host follows.
+	chain := fmt.Sprintf(`d=/run/cl-unshare; i=0; while [ $i -lt %d ]; do
+		mkdir -p $d/state $d/levels/a && rec a $$ $ms 0 0 /run/cl-unshare/levels/a '{}' '{}' $d/state/a.json &&
+		mount -t tmpfs -o size=64k chain $d/levels/a && d=$d/levels/a && i=$((i+1)) || { echo chain failed at $i; exit 1; }
+		done`, lvl.MaxDepth+8)
+	l := start(t, nil, append([]string{"--user"}, script(
+		rec,
+		"echo $$ > "+dir+"/started",
+		"while [ ! -e "+dir+"/helper ]; do sleep 0.01; done",
+		"h=$(cat "+dir+"/helper); hs=$(cut -d' ' -f22 /proc/$h/stat); ms=$(cut -d' ' -f22 /proc/$$/stat)",
+		"mkdir -p /run/cl-unshare/state",
+		// 1: the host's exec joins the helper, in the host's user namespace.
+		"rec worker $$ $ms $h $hs /run/cl-unshare/levels/worker '"+cg(m)+"' '"+cg(m+"/level")+"'",
+		"mkdir -p "+m+"/w2/level && echo $h > "+m+"/w2/level/cgroup.procs || echo move failed",
+		"rec worker2 $$ $ms $h $hs /run/cl-unshare/levels/worker2 '"+cg(m+"/w2")+"' '"+cg(m+"/w2/level")+"'",
+		// 2: another level's cgroups, named past the prefix check.
+		"rec sib $$ $ms $h $hs /run/cl-unshare/levels/sib '"+cg("/"+vouter)+"' '"+cg("/"+vouter+"/level")+"'",
+		"rec dots $$ $ms $h $hs /run/cl-unshare/levels/dots '"+cg(m+"/../../..")+"' '"+cg(m+"/../../../level")+"'",
+		// 3: a run directory that is the level's own RUN, and a link out.
+		"rec loop $$ $ms 0 0 /run/cl-unshare '{}' '{}'",
+		"rec link $$ $ms 0 0 /run/cl-unshare/levels/link '{}' '{}' && ln -s /run/cl-unshare /run/cl-unshare/levels/link",
+		chain,
+		"echo $$ > "+dir+"/forged",
+		"sleep 600")...)...)
+	pidOf(t, l, dir+"/started")
+	// A routine exec leaves a helper behind, as the level's root on the
+	// host but in the host's user namespace.
+	if r := cmd(t, "exec", l.name, "--", "/bin/sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $! > "+dir+"/helper"); r.code != 0 {
+		t.Fatalf("exec: exit %d: %s", r.code, r.stderr)
+	}
+	helper := pidOf(t, nil, dir+"/helper")
+	pidOf(t, l, dir+"/forged")
+
+	r := cmdTimeout(t, 30*time.Second, "list", "--json")
+	var ls []lvl.Info
+	if err := json.Unmarshal([]byte(r.stdout), &ls); r.code != 0 || err != nil {
+		t.Fatalf("list --json: exit %d, %v: %.500s %s", r.code, err, r.stdout, r.stderr)
+	}
+	top := findInfo(ls, l.name)
+	if top == nil {
+		t.Fatalf("list does not show %s", l.name)
+	}
+	for _, c := range []struct{ name, why string }{
+		{"worker", "not below"}, {"sib", "clean"}, {"dots", "clean"}, {"loop", "run directory"},
+	} {
+		i := findInfo(top.Levels, c.name)
+		if i == nil || i.State != lvl.Invalid || !strings.Contains(i.Invalid, c.why) || i.CmdPID != 0 || len(i.Cgroups) != 0 {
+			t.Errorf("forged level %s: %+v, want invalid (%s)", c.name, i, c.why)
+		}
+	}
+	if i := findInfo(top.Levels, "worker2"); i == nil || i.State != lvl.Running || i.CmdPID != helper {
+		t.Errorf("worker2 (the helper, moved into a cgroup of the level's): %+v", i)
+	}
+	depth := 0
+	for i := findInfo(top.Levels, "a"); i != nil; i = findInfo(i.Levels, "a") {
+		depth++
+		if i.State == lvl.Invalid {
+			if !strings.Contains(i.Invalid, "levels deep") {
+				t.Errorf("depth %d: invalid for %q", depth, i.Invalid)
+			}
+			break
+		}
+	}
+	if depth != lvl.MaxDepth+1 {
+		t.Errorf("list shows the chain %d levels deep, want %d (the last one invalid)", depth, lvl.MaxDepth+1)
+	}
+	if r := cmdTimeout(t, 30*time.Second, "list"); r.code != 0 || !strings.Contains(r.stdout, "invalid") {
+		t.Errorf("list: exit %d: %.300s %s", r.code, r.stdout, r.stderr)
+	}
+
+	// exec into a nested level of a --user level runs as its root on the
+	// host, with nothing more, whatever process it joins.
+	status := "grep -E '^(Uid|Groups|CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status"
+	r = cmd(t, "exec", l.name+"/worker2", "--", "/bin/sh", "-c", status)
+	want := "Uid: 100000 100000 100000 100000 Groups: CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 NoNewPrivs: 1"
+	if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || got != want {
+		t.Errorf("exec %s/worker2: exit %d, %q, want %q: %s", l.name, r.code, got, want, r.stderr)
+	}
+	for _, c := range [][]string{
+		{"exec", l.name + "/worker", "--", "/bin/sh", "-c", status},
+		{"freeze", l.name + "/sib"}, {"kill", l.name + "/sib"}, {"thaw", l.name + "/sib"},
+		{"kill", l.name + "/dots"}, {"exec", l.name + "/loop", "--", "true"},
+	} {
+		if r := cmd(t, c...); r.code != 125 || !oneLine(r.stderr, "is invalid") {
+			t.Errorf("%v: exit %d, %q %q", c, r.code, r.stdout, r.stderr)
+		}
+	}
+	if !alive(vpid) {
+		t.Errorf("the sibling level's process %d died", vpid)
+	}
+	if i := findInfo(listJSON(t), victim.name); i == nil || i.State != lvl.Running {
+		t.Errorf("the sibling level: %+v, want running", i)
+	}
+	// Every management command still works on the level itself.
+	if r := cmdTimeout(t, 30*time.Second, "inspect", l.name); r.code != 0 {
+		t.Errorf("inspect %s: exit %d: %s", l.name, r.code, r.stderr)
+	}
+	if r := cmdTimeout(t, 30*time.Second, "kill", l.name); r.code != 0 {
+		t.Errorf("kill %s: exit %d: %s", l.name, r.code, r.stderr)
+	}
+	if r := l.wait(t); r.code != 137 {
+		t.Errorf("killed level exited %d: %s", r.code, r.stderr)
+	}
+	victim.stop(t)
+}
