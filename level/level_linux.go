@@ -77,9 +77,9 @@ func (l *Level) Close() error {
 		_ = l.cmd.Process.Kill()
 		_ = l.cmd.Wait()
 	}
-	if l.releaseThread != nil {
+	if l.prepared != nil {
 		// After the kill: with --kill-child its exit signals CMD.
-		l.releaseThread()
+		l.prepared.release()
 	}
 	if l.fg {
 		restoreForeground()

@@ -46,9 +46,9 @@ type Level struct {
 	cgroups  *cgroup.Level
 	fg       bool
 	closed   bool
-	// releaseThread ends the parked thread a --user level was cloned from.
-	releaseThread func()
-	undo          []func() error
+	// prepared is the thread a --user level was cloned from.
+	prepared *prepared
+	undo     []func() error
 }
 
 // Start validates cfg, builds the level and starts its command. When it
@@ -253,7 +253,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 			attr.Cloneflags |= unix.CLONE_NEWPID
 		}
 		if cfg.User {
-			attr.Cloneflags |= unix.CLONE_NEWUSER
+			// The init stage copies its mount namespace itself, once
+			// the launcher has put in place what it must hold locked.
+			attr.Cloneflags = attr.Cloneflags&^unix.CLONE_NEWNS | unix.CLONE_NEWUSER
 			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
 			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
 			// Without it the child keeps its host uid and host-root DAC.
@@ -301,7 +303,7 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User,
 	}
 	if cfg.User {
-		l.releaseThread, err = startPrepared(c, start)
+		l.prepared, err = startPrepared(c, start)
 	} else {
 		// Pdeathsig follows the thread that forks: keep it until the init
 		// stage has exec'd (it clears the signal just before).
@@ -323,10 +325,18 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	if err := nsexec.SendConfig(parent, c); err != nil {
 		return err
 	}
-	err = nsexec.WaitWith(parent, parent, func() error {
-		// The init stage may not reach the host's mount namespace; we may.
-		// Its run directory is at RUN there (PrepareMounts).
-		return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
+	err = nsexec.WaitWith(parent, nsexec.Requests{
+		SetGroup: func() error {
+			// The init stage may not reach the host's mount namespace; we
+			// may. Its run directory is at RUN there (PrepareMounts).
+			return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
+		},
+		AttachProc: func(fd int) error {
+			if err := failpoint.At("attach proc"); err != nil {
+				return err
+			}
+			return l.prepared.do(func() error { return mounts.Attach(fd, "/proc") })
+		},
 	})
 	if errors.Is(err, nsexec.ErrDied) {
 		// The child end is closed; the init stage is gone or going.
@@ -336,15 +346,22 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	return err
 }
 
-// startPrepared calls start on an OS thread of its own, in a mount
-// namespace of its own made ready by nsexec.PrepareMounts: a clone copies
-// the namespaces of the thread that calls it, so the init stage's user
-// namespace gets that prepared, locked view. The thread is then parked,
-// as the parent that Pdeathsig (and --kill-child) watch, until release
-// is called; it ends with its goroutine, and its namespace with it.
-func startPrepared(c *nsexec.Config, start func() error) (release func(), err error) {
+// prepared is the OS thread a level with a user namespace is cloned
+// from, in a mount namespace of its own made ready by nsexec.PrepareMounts
+// (a clone copies the namespaces of the thread that calls it). It stays,
+// as the parent that Pdeathsig (and --kill-child) watch and to do what
+// must be done in that namespace, until release; it ends with its
+// goroutine, and its namespace with it.
+type prepared struct {
+	reqs chan func()
+	once sync.Once
+	stop chan struct{}
+}
+
+// startPrepared makes the thread and calls start there.
+func startPrepared(c *nsexec.Config, start func() error) (*prepared, error) {
+	p := &prepared{reqs: make(chan func()), stop: make(chan struct{})}
 	result := make(chan error, 1)
-	parked := make(chan struct{})
 	offMainThread(func() {
 		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
@@ -359,11 +376,33 @@ func startPrepared(c *nsexec.Config, start func() error) (release func(), err er
 			return
 		}
 		result <- nil
-		<-parked
+		for {
+			select {
+			case f := <-p.reqs:
+				f()
+			case <-p.stop:
+				return
+			}
+		}
 	})
-	var once sync.Once
-	return func() { once.Do(func() { close(parked) }) }, <-result
+	if err := <-result; err != nil {
+		return nil, err
+	}
+	return p, nil
 }
+
+// do runs f on the prepared thread, in its mount namespace.
+func (p *prepared) do(f func() error) error {
+	res := make(chan error, 1)
+	select {
+	case p.reqs <- func() { res <- f() }:
+		return <-res
+	case <-p.stop:
+		return errors.New("the level's prepared mount namespace is gone")
+	}
+}
+
+func (p *prepared) release() { p.once.Do(func() { close(p.stop) }) }
 
 // offMainThread runs f in a new goroutine locked to a thread that is not
 // the main one, and never unlocked: the thread ends with f. (A goroutine

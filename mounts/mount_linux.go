@@ -79,6 +79,14 @@ func JoinGroup(fd int, dir string) error {
 	return nil
 }
 
+// Attach mounts the detached mount open as fd (fsmount, open_tree) at dir.
+func Attach(fd int, dir string) error {
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return &Error{Op: "attach mount on", Target: dir, Err: err}
+	}
+	return nil
+}
+
 // Move moves the mount at from to to.
 func Move(from, to string) error {
 	return mount("move mount", from, to, "", unix.MS_MOVE, "")

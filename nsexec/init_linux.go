@@ -77,6 +77,12 @@ func run(c *Config) (string, error) {
 		name string
 		do   func(*Config) error
 	}{
+		{StepMountNS, func(c *Config) error {
+			if !c.UserNS {
+				return nil // cloned with CLONE_NEWNS
+			}
+			return userMountNS(c)
+		}},
 		{StepCgroupNS, unshareCgroupNS},
 		{StepPropagation, func(c *Config) error {
 			if c.UserNS {
@@ -90,8 +96,8 @@ func run(c *Config) (string, error) {
 		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
 		{StepCgroupMount, cgroupMounts},
 		{StepProc, func(c *Config) error {
-			if !c.MountProc {
-				return nil
+			if !c.MountProc || c.UserNS {
+				return nil // with a user namespace it came with the mount namespace
 			}
 			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}},
@@ -341,17 +347,68 @@ func propagationUserNS(runDir string) error {
 	if err := mounts.MakePrivate(runDir); err != nil {
 		return err
 	}
-	if err := send(syncFile, message{Type: "set-group"}); err != nil {
-		return err
+	return ask(syncFile, message{Type: "set-group"}, -1)
+}
+
+// userMountNS makes the mount namespace of a level with a user namespace:
+// a copy of the launcher's prepared one (PrepareMounts), taken from inside
+// the level's user namespace, so the kernel locks every mount it copies
+// and the level can unmount none of them to see what they cover. With
+// --mount-proc the level's /proc goes into the launcher's namespace first,
+// to be copied locked too: the host's /proc under it stays out of reach.
+func userMountNS(c *Config) error {
+	if c.MountProc {
+		fd, err := procMount()
+		if err != nil {
+			return fmt.Errorf("mount /proc: %w", err)
+		}
+		err = ask(syncFile, message{Type: "proc"}, fd)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
 	}
-	var m message
-	if err := readMessage(syncFile, &m); err != nil {
-		return fmt.Errorf("wait for the launcher: %w", err)
-	}
-	if m.Type != "ok" {
-		return fmt.Errorf("the launcher could not join %s to the host's peer group: %s", runDir, m.Text)
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
 	}
 	return nil
+}
+
+// procMount returns a detached mount of a new /proc of this process's PID
+// namespace. fsopen needs CAP_SYS_ADMIN over the caller's mount namespace,
+// which is still the launcher's here: a thread of ours makes one of its
+// own first, and ends with it.
+func procMount() (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with us
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			done <- result{-1, fmt.Errorf("unshare(CLONE_NEWNS): %w", err)}
+			return
+		}
+		fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+		if err != nil {
+			done <- result{-1, fmt.Errorf("fsopen proc: %w", err)}
+			return
+		}
+		defer unix.Close(fs)
+		_ = unix.FsconfigSetString(fs, "source", "proc")
+		if err := unix.FsconfigCreate(fs); err != nil {
+			done <- result{-1, fmt.Errorf("create proc: %w", err)}
+			return
+		}
+		fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		if err != nil {
+			err = fmt.Errorf("fsmount proc: %w", err)
+		}
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
 }
 
 // hide detaches every cgroup filesystem inherited from the host (they

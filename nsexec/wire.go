@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/mounts"
+	"golang.org/x/sys/unix"
 )
 
 // Marker is argv[0] of the re-executed launcher: the dispatch key.
@@ -96,6 +97,7 @@ const InPlaceArg = "in-place"
 // Steps of the init stage, as they appear in messages.
 const (
 	StepConfig      = "read config"
+	StepMountNS     = "unshare mount namespace"
 	StepCgroupNS    = "unshare cgroup namespace"
 	StepPropagation = "mount propagation"
 	StepHide        = "hide host mounts"
@@ -181,16 +183,33 @@ var ErrDied = errors.New("init stage exited before exec")
 
 // Wait reads the init stage's reports until EOF. It returns nil once the
 // command was exec'd, a *StepError for a reported failure, or ErrDied.
-func Wait(r io.Reader) error { return WaitWith(r, nil, nil) }
+func Wait(r io.Reader) error {
+	return wait(func(m *message) (int, error) { return -1, readMessage(r, m) }, nil, Requests{})
+}
 
-// WaitWith is Wait for a level in a user namespace: when the init stage
-// asks ("set-group"), setGroup puts its run directory in the host's peer
-// group (the init stage may not), and the answer goes back on w.
-func WaitWith(r io.Reader, w io.Writer, setGroup func() error) error {
+// Requests are what the init stage of a level with a user namespace asks
+// of the launcher mid-way, as its namespaces may not do them itself. Each
+// answer goes back on the socket.
+type Requests struct {
+	// SetGroup puts the level's run directory in the peer group it is
+	// mirrored through ("set-group").
+	SetGroup func() error
+	// AttachProc mounts the level's /proc, a detached mount passed as
+	// fd, where the level's mount namespace will be copied from ("proc").
+	AttachProc func(fd int) error
+}
+
+// WaitWith is Wait for a level with a user namespace, answering its
+// requests on sock.
+func WaitWith(sock *os.File, req Requests) error {
+	return wait(func(m *message) (int, error) { return readMessageFD(sock, m) }, sock, req)
+}
+
+func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 	execd := false
 	for {
 		var m message
-		err := readMessage(r, &m)
+		fd, err := read(&m)
 		if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
 			if execd {
 				return nil
@@ -200,26 +219,128 @@ func WaitWith(r io.Reader, w io.Writer, setGroup func() error) error {
 		if err != nil {
 			return fmt.Errorf("read from init stage: %w", err)
 		}
+		var answer func() error
 		switch m.Type {
 		case "exec":
 			execd = true
 		case "set-group":
-			if setGroup == nil {
-				return errors.New("init stage asked to join a peer group, unasked")
-			}
-			if err := setGroup(); err != nil {
-				reportError(w, StepPropagation, err)
-				return err
-			}
-			if err := send(w, message{Type: "ok"}); err != nil {
-				return err
+			answer = req.SetGroup
+		case "proc":
+			if req.AttachProc != nil && fd >= 0 {
+				answer = func() error { return req.AttachProc(fd) }
 			}
 		case "error":
 			return &StepError{Step: m.Step, Errno: syscall.Errno(m.Errno), Text: m.Text}
 		default:
 			return fmt.Errorf("init stage sent an unknown message %q", m.Type)
 		}
+		if m.Type == "exec" {
+			continue
+		}
+		if answer == nil {
+			if fd >= 0 {
+				syscall.Close(fd)
+			}
+			return fmt.Errorf("init stage asked %q, unasked", m.Type)
+		}
+		err = answer()
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+		if err != nil {
+			reportError(w, requestStep[m.Type], err)
+			return newStepError(requestStep[m.Type], err)
+		}
+		if err := send(w, message{Type: "ok"}); err != nil {
+			return err
+		}
 	}
+}
+
+// requestStep names the step a failed request belongs to.
+var requestStep = map[string]string{"set-group": StepPropagation, "proc": StepProc}
+
+// readMessageFD is readMessage on a socket, also taking the one file
+// descriptor a message may carry (-1 if none).
+func readMessageFD(sock *os.File, v any) (int, error) {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	buf, oob := make([]byte, chunk), make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return !errors.Is(rerr, unix.EAGAIN)
+	}); err != nil {
+		return -1, err
+	}
+	if rerr != nil {
+		return -1, rerr
+	}
+	fd := -1
+	if oobn > 0 {
+		if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cms) == 1 {
+			if fds, err := unix.ParseUnixRights(&cms[0]); err == nil && len(fds) == 1 {
+				fd = fds[0]
+			}
+		}
+	}
+	if n == 0 {
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+		return -1, io.EOF
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+		return -1, err
+	}
+	return fd, nil
+}
+
+// sendFD writes one message carrying the file descriptor fd.
+func sendFD(sock *os.File, v any, fd int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(s uintptr) bool {
+		serr = unix.Sendmsg(int(s), b, unix.UnixRights(fd), nil, 0)
+		return !errors.Is(serr, unix.EAGAIN)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// ask sends a request and waits for the launcher's answer.
+func ask(sock *os.File, m message, fd int) error {
+	var err error
+	if fd >= 0 {
+		err = sendFD(sock, m, fd)
+	} else {
+		err = send(sock, m)
+	}
+	if err != nil {
+		return err
+	}
+	var a message
+	if err := readMessage(sock, &a); err != nil {
+		return fmt.Errorf("wait for the launcher: %w", err)
+	}
+	if a.Type != "ok" {
+		return fmt.Errorf("the launcher could not do %q: %s", m.Type, a.Text)
+	}
+	return nil
 }
 
 // reportError sends a step's failure, keeping the errno.

@@ -350,3 +350,49 @@ func TestLookPath(t *testing.T) {
 		}
 	}
 }
+
+// A request with a file descriptor ("proc"): the launcher's handler gets
+// a descriptor of the same file, answers ok, and its error names the step.
+func TestWaitWithProcRequest(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		launcher, init := pair(t)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			err := ask(init, message{Type: "proc"}, int(w.Fd()))
+			if err == nil {
+				err = send(init, message{Type: "exec"})
+			}
+			init.Close()
+			done <- err
+		}()
+		err = WaitWith(launcher, Requests{AttachProc: func(fd int) error {
+			if _, err := unix.Write(fd, []byte("x")); err != nil {
+				return err
+			}
+			if fail {
+				return unix.EPERM
+			}
+			return nil
+		}})
+		w.Close()
+		b := make([]byte, 1)
+		if n, _ := r.Read(b); n != 1 {
+			t.Errorf("the handler's descriptor is not the one sent")
+		}
+		r.Close()
+		askErr := <-done
+		var se *StepError
+		switch {
+		case !fail && (err != nil || askErr != nil):
+			t.Errorf("WaitWith = %v, ask = %v", err, askErr)
+		case fail && (!errors.As(err, &se) || se.Step != StepProc || !errors.Is(err, unix.EPERM)):
+			t.Errorf("WaitWith with a failing handler = %v, want a %q StepError with EPERM", err, StepProc)
+		case fail && askErr == nil:
+			t.Errorf("ask got no error from a failing handler")
+		}
+	}
+}

@@ -325,18 +325,26 @@ func TestSetupStepFailures(t *testing.T) {
 		// With --user the first three mount steps run in the launcher, on
 		// a thread of its own (nsexec.PrepareMounts).
 		"user:mount propagation", "user:hide host mounts", "user:run directory",
-		"user:cgroup mounts", "user:crash:cgroup mounts"} {
+		"user:cgroup mounts", "user:crash:cgroup mounts", "user:unshare mount namespace",
+		// With --mount-proc too, the launcher attaches the level's /proc.
+		"userproc:unshare mount namespace", "userproc:attach proc"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {
 			noLeaks(t)
 			args := []string{"--memory", "64M", "--", "true"}
 			if s, ok := strings.CutPrefix(step, "user:"); ok {
 				step, args = s, append([]string{"--user"}, args...)
 			}
+			if s, ok := strings.CutPrefix(step, "userproc:"); ok {
+				step, args = s, append([]string{"--user", "--pid", "--mount-proc"}, args...)
+			}
 			l := start(t, []string{"CL_UNSHARE_FAIL_AT=" + step}, args...)
 			r := l.wait(t)
 			want := step
 			if strings.HasPrefix(step, "crash:") {
 				want = "init stage exited before exec: signal: killed"
+			}
+			if step == "attach proc" {
+				want = "mount /proc: failure injected"
 			}
 			if r.code != 125 || !oneLine(r.stderr, want) {
 				t.Errorf("exit %d, stderr %q; want 125 and one line with %q", r.code, r.stderr, want)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,32 @@ func TestForgedNestedState(t *testing.T) {
 		t.Errorf("killed level exited %d: %s", r.code, r.stderr)
 	}
 	victim.stop(t)
+}
+
+// Issue 16 item 5: in -U -p --mount-proc the level's /proc is copied into
+// its mount namespace locked over the host's: unmounting it fails, and no
+// way shows a process that is not the level's.
+func TestUserProcHidesHost(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	r := clu(t, append([]string{"-U", "-p", "--mount-proc"}, script(
+		"echo pid=$$",
+		"umount /proc 2>/dev/null; echo umount=$?",
+		"umount -l /proc 2>/dev/null; echo umount-l=$?",
+		"echo procs=$(ls /proc | grep -c '^[0-9]')",
+		"echo init=$(tr '\\0' ' ' < /proc/1/cmdline)",
+		"echo mounts=$(grep -c ' /proc ' /proc/self/mountinfo)")...)...)
+	out := parseKV(r.stdout)
+	if r.code != 0 || out["pid"] != "1" {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if out["umount"] == "0" && out["umount-l"] == "0" {
+		t.Errorf("the level unmounted its /proc twice: %v", out)
+	}
+	if n, _ := strconv.Atoi(out["procs"]); n == 0 || n > 5 {
+		t.Errorf("after unmounting, /proc shows %s processes: %s", out["procs"], r.stdout)
+	}
+	if !strings.HasPrefix(out["init"], "/bin/sh -c") {
+		t.Errorf("after unmounting, /proc/1 is %q, not the level's CMD", out["init"])
+	}
 }
