@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/cl-unshare
 # urfave_cli_no_docs drops the man-page generator and its init cost.
 TAGS    := urfave_cli_no_docs
-UNIT    := ./cmd/... ./internal/... ./level/... ./mounts/... ./nsexec/...
+UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/...
 
 .PHONY: all build install test test-vm unit integration bench lint clean verify-deps
 

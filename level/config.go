@@ -50,6 +50,10 @@ type Config struct {
 	// files in them are handed to that root, and nothing else.
 	User           bool
 	UIDMap, GIDMap IDMap
+	// MirrorMax, with User, bounds the mounts the level may have under its
+	// /sys/fs/cgroup and run directory, which the host's mirror is copied
+	// from (mirror.DefaultMax if 0); a level over it is stopped.
+	MirrorMax int
 }
 
 // FlagError is a configuration error that names the flag it came from.
@@ -117,6 +121,12 @@ func (c *Config) Validate() error {
 				return &FlagError{m.flag, err}
 			}
 		}
+	}
+	if c.MirrorMax < 0 {
+		return &FlagError{"--mirror-max", fmt.Errorf("invalid count %d", c.MirrorMax)}
+	}
+	if c.MirrorMax > 0 && !c.User {
+		return &FlagError{"--mirror-max", errors.New("needs --user (without it the level's mounts reach the host by propagation, and root in it is the host's root anyway)")}
 	}
 	if c.Init && !c.PID {
 		return &FlagError{"--init", errors.New("needs --pid (it runs as PID 1 of the level's PID namespace)")}

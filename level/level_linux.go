@@ -77,6 +77,9 @@ func (l *Level) Close() error {
 		_ = l.cmd.Process.Kill()
 		_ = l.cmd.Wait()
 	}
+	if l.mirror != nil {
+		l.mirror.Close()
+	}
 	if l.prepared != nil {
 		// After the kill: with --kill-child its exit signals CMD.
 		l.prepared.release()

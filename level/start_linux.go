@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mirror"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"github.com/moby/sys/mountinfo"
@@ -46,8 +47,10 @@ type Level struct {
 	cgroups  *cgroup.Level
 	fg       bool
 	closed   bool
-	// prepared is the thread a --user level was cloned from.
+	// prepared is the thread a --user level was cloned from, and mirror
+	// what copies its cgroup mounts to the host.
 	prepared *prepared
+	mirror   *mirror.Keeper
 	undo     []func() error
 }
 
@@ -303,7 +306,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User,
 	}
 	if cfg.User {
-		l.prepared, err = startPrepared(c, start)
+		if l.prepared, err = startPrepared(c, start); err == nil {
+			err = l.newMirror(cfg)
+		}
 	} else {
 		// Pdeathsig follows the thread that forks: keep it until the init
 		// stage has exec'd (it clears the signal just before).
@@ -327,9 +332,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	err = nsexec.WaitWith(parent, nsexec.Requests{
 		SetGroup: func() error {
-			// The init stage may not reach the host's mount namespace; we
-			// may. Its run directory is at RUN there (PrepareMounts).
-			return mounts.JoinGroup(int(levelFile.Fd()), fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
+			// The init stage may not join its run directory to the
+			// prepared namespace's; we may. It is at RUN there too.
+			return l.mirror.Join(fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
 		},
 		AttachProc: func(fd int) error {
 			if err := failpoint.At("attach proc"); err != nil {
@@ -343,6 +348,36 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		_ = cmd.Wait()
 		return fmt.Errorf("%w: %v", err, cmd.ProcessState)
 	}
+	if err == nil && l.mirror != nil {
+		// The level's layout is there: on the host before "ready".
+		if err = failpoint.At("mirror"); err == nil {
+			err = l.mirror.Sync()
+		}
+		l.mirror.Start(mirrorInterval)
+	}
+	return err
+}
+
+// mirrorInterval is the least time between two updates of a --user
+// level's mirror: a level that mounts and unmounts in a loop costs the
+// supervisor at most one read of the mount table per interval.
+const mirrorInterval = 10 * time.Millisecond
+
+// newMirror readies the copy of a --user level's mounts to the host
+// (package mirror). A level over the bound is stopped, and says why.
+func (l *Level) newMirror(cfg Config) error {
+	stderr := orStd(cfg.Stderr, os.Stderr)
+	bound := cfg.MirrorMax
+	if bound == 0 {
+		bound = mirror.DefaultMax
+	}
+	var err error
+	l.mirror, err = mirror.New(mirror.Config{RunDir: cfg.RunDir, Host: l.LevelDir, Max: bound, Do: l.prepared.do,
+		Over: func(n int) {
+			fmt.Fprintf(stderr, "cl-unshare: level %s: stopped: it has %d mounts under its /sys/fs/cgroup and run directory, more than --mirror-max %d\n",
+				l.Name, n, bound)
+			_ = l.cgroups.Kill()
+		}})
 	return err
 }
 

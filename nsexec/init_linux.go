@@ -314,8 +314,9 @@ func PrepareMounts(c *Config) error {
 			if err := mounts.Move(c.LevelDir, c.RunDir); err != nil {
 				return err
 			}
-			// The level joins a bind of it to the host's peer group; this
-			// copy, locked under that bind, need not get every mount twice.
+			// The level's bind of it joins a peer group with this copy
+			// (mirror.Keeper.Join); the level's own copy, locked under
+			// that bind, need not get every mount twice.
 			return mounts.MakePrivate(c.RunDir)
 		}},
 	}

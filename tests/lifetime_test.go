@@ -327,7 +327,7 @@ func TestSetupStepFailures(t *testing.T) {
 		"user:mount propagation", "user:hide host mounts", "user:run directory",
 		"user:cgroup mounts", "user:crash:cgroup mounts", "user:unshare mount namespace",
 		// With --mount-proc too, the launcher attaches the level's /proc.
-		"userproc:unshare mount namespace", "userproc:attach proc"} {
+		"userproc:unshare mount namespace", "userproc:attach proc", "user:mirror"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {
 			noLeaks(t)
 			args := []string{"--memory", "64M", "--", "true"}

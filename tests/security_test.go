@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ import (
 
 	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"golang.org/x/sys/unix"
 )
 
 // cmdTimeout runs a cl-unshare subcommand, killed after d: a command that
@@ -194,4 +197,130 @@ func TestUserProcHidesHost(t *testing.T) {
 	if !strings.HasPrefix(out["init"], "/bin/sh -c") {
 		t.Errorf("after unmounting, /proc/1 is %q, not the level's CMD", out["init"])
 	}
+}
+
+// mirrorMounts lists the host's mounts under a level's run directory as
+// "MOUNTPOINT FSTYPE OPTIONS".
+func mirrorMounts(t *testing.T, name string) []string {
+	t.Helper()
+	infos, err := mounts.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range infos {
+		if mounts.Under(m.Mountpoint, filepath.Join(runDir, "levels", name)) {
+			out = append(out, m.Mountpoint+" "+m.FSType+" "+m.Options)
+		}
+	}
+	return out
+}
+
+// Issue 16 item 4: what a --user level mounts under its /sys/fs/cgroup or
+// run directory reaches the host only if it is a cgroup filesystem (or a
+// small tmpfs of the mirror's shape), never with setuid, devices or exec;
+// past --mirror-max mounts the level is stopped and the host unharmed.
+func TestUserMountsStayInside(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	late := "mount -t cgroup2 none /sys/fs/cgroup/extra"
+	if hierarchy(t, "cgroup2") == nil {
+		late = "mount -t cgroup -o " + strings.Join(hierarchies(t)[0].Controllers, ",") + " none /sys/fs/cgroup/extra"
+	}
+	l := start(t, nil, append([]string{"--user"}, script(
+		"mkdir -p /sys/fs/cgroup/suid /run/cl-unshare/etc /run/cl-unshare/big /run/cl-unshare/levels/fake /sys/fs/cgroup/x",
+		"mount -t tmpfs -o suid,dev,exec suid /sys/fs/cgroup/suid || echo suid failed",
+		"mount --bind /etc /run/cl-unshare/etc || echo etc failed",
+		"mount -t tmpfs -o size=100g big /run/cl-unshare/big || echo big failed",
+		// Shaped like a nested run directory, but far larger than one.
+		"mount -t tmpfs -o size=100g fake /run/cl-unshare/levels/fake || echo fake failed",
+		"i=0; while [ $i -lt 100 ]; do mkdir /sys/fs/cgroup/x/$i && mount -t tmpfs x$i /sys/fs/cgroup/x/$i || echo x failed; i=$((i+1)); done",
+		"mkdir -p /sys/fs/cgroup/extra && "+late+" || echo late failed",
+		"echo $$ > "+dir+"/pid",
+		"sleep 600")...)...)
+	pidOf(t, l, dir+"/pid")
+	extra := filepath.Join(runDir, "levels", l.name, "cgroup", "extra") + " cgroup"
+	waitFor(t, "the late cgroupfs on the host mirror", func() bool {
+		return slices.ContainsFunc(mirrorMounts(t, l.name), func(m string) bool { return strings.HasPrefix(m, extra) })
+	})
+	if out := l.stdout.String(); out != "" {
+		t.Errorf("the level's mounts failed: %s", out)
+	}
+	ms := mirrorMounts(t, l.name)
+	for _, m := range ms {
+		f := strings.Fields(m)
+		opts := "," + f[2] + ","
+		switch {
+		case f[0] == filepath.Join(runDir, "levels", l.name):
+			// the run directory, made by the host
+		case f[1] == "cgroup" || f[1] == "cgroup2":
+			if !strings.Contains(opts, ",nosuid,") || !strings.Contains(opts, ",nodev,") || !strings.Contains(opts, ",noexec,") {
+				t.Errorf("mirrored cgroupfs with setuid, devices or exec: %s", m)
+			}
+		case f[1] == "tmpfs" && f[0] == filepath.Join(runDir, "levels", l.name, "cgroup"):
+			if !strings.Contains(opts, ",ro,") || !strings.Contains(opts, ",nosuid,") {
+				t.Errorf("the layout's tmpfs on the host is not read-only and nosuid: %s", m)
+			}
+		default:
+			t.Errorf("the host shows a mount of the level's that is no cgroup filesystem: %s", m)
+		}
+	}
+	if len(ms) > 2+len(hierarchies(t))+1 {
+		t.Errorf("the host shows %d mounts of the level's: %v", len(ms), ms)
+	}
+	l.stop(t)
+
+	// Past the bound the level is stopped, and says why.
+	r := clu(t, append([]string{"--user", "--mirror-max", "50"}, script(
+		"mkdir /sys/fs/cgroup/x",
+		"i=0; while [ $i -lt 200 ]; do mkdir /sys/fs/cgroup/x/$i && mount -t tmpfs x$i /sys/fs/cgroup/x/$i || exit 3; i=$((i+1)); done",
+		"sleep 60")...)...)
+	if r.code != 137 || !oneLine(r.stderr, "stopped") || !strings.Contains(r.stderr, "more than --mirror-max 50") {
+		t.Errorf("a level over --mirror-max: exit %d, %q", r.code, r.stderr)
+	}
+	// And the host can still mount.
+	m := t.TempDir()
+	if err := unix.Mount("none", m, "tmpfs", 0, "size=4k"); err != nil {
+		t.Errorf("the host cannot mount any more: %v", err)
+	} else {
+		unix.Unmount(m, 0)
+	}
+	for _, bad := range [][]string{{"--mirror-max", "10"}, {"--user", "--mirror-max", "0"}, {"--user", "--mirror-max", "x"}} {
+		if r := clu(t, append(bad, "--", "true")...); r.code != 125 || !oneLine(r.stderr, "--mirror-max") {
+			t.Errorf("%v: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+}
+
+// Issue 16 item 4, nesting: levels nested in a --user level, with and
+// without a user namespace of their own, are mirrored to the host through
+// it, shown by list and reached by inspect.
+func TestUserNestedMirror(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	n3 := fmt.Sprintf("echo $$ > %s/pid; exec sleep 600", dir)
+	n2 := fmt.Sprintf("%s; exec %s -U --map-users 0:0:65536 --name n3 -- /bin/sh -c %s", v2Leaf, bin, shQuote(n3))
+	l := start(t, nil, append([]string{"--user"}, script(v2Leaf, "exec "+bin+" --name n2 -- /bin/sh -c "+shQuote(n2))...)...)
+	pidOf(t, l, dir+"/pid")
+	nested := filepath.Join(runDir, "levels", l.name, "levels", "n2", "levels", "n3", "cgroup")
+	waitFor(t, "the mirror of a level nested two deep in a --user level", func() bool {
+		return slices.ContainsFunc(mirrorMounts(t, l.name), func(m string) bool { return strings.HasPrefix(m, nested+"/") || strings.HasPrefix(m, nested+" cgroup") })
+	})
+	top := findInfo(listJSON(t), l.name)
+	if top == nil || len(top.Levels) != 1 || len(top.Levels[0].Levels) != 1 {
+		t.Fatalf("list: %+v", top)
+	}
+	if n := top.Levels[0].Levels[0]; n.Name != "n3" || n.State != lvl.Running || n.MirrorMounts == 0 {
+		t.Errorf("n3 as list shows it: %+v", n)
+	}
+	if r := cmd(t, "inspect", l.name+"/n2/n3"); r.code != 0 || !strings.Contains(r.stdout, "state:       running") {
+		t.Errorf("inspect %s/n2/n3: exit %d: %s %s", l.name, r.code, r.stdout, r.stderr)
+	}
+	l.stop(t)
 }

@@ -418,15 +418,12 @@ func TestUserNamespace(t *testing.T) {
 	if out["sub"] != "0" || out["late"] != "0" {
 		t.Errorf("the level could not make a child cgroup or mount a cgroupfs: %v", out)
 	}
-	found := false
-	for _, m := range mountLines(t, "self") {
-		if strings.HasPrefix(m, filepath.Join(runDir, "levels", l.name, "cgroup", "extra")+" "+lateType) {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("the cgroupfs mounted inside after start is not on the host mirror")
-	}
+	// The supervisor copies it to the host (package mirror), soon after.
+	waitFor(t, "the cgroupfs mounted inside after start on the host mirror", func() bool {
+		return slices.ContainsFunc(mountLines(t, "self"), func(m string) bool {
+			return strings.HasPrefix(m, filepath.Join(runDir, "levels", l.name, "cgroup", "extra")+" "+lateType)
+		})
+	})
 	// exec cannot enter the user namespace; CMD runs as the level's root
 	// on the host, with no capabilities: never as host root in there.
 	// No capability in any set and no_new_privs: no setuid binary the

@@ -84,6 +84,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
+		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
 	}
 }
 
@@ -139,6 +140,11 @@ func configFrom(c *cli.Context) (level.Config, error) {
 		}},
 		{"cpuset-cpus", func(v string) (err error) { l.CpusetCPUs, err = level.ParseList(v); return }},
 		{"cpuset-mems", func(v string) (err error) { l.CpusetMems, err = level.ParseList(v); return }},
+		{"mirror-max", func(v string) error {
+			n, err := parseUint(v, "count", 1, 1<<20)
+			cfg.MirrorMax = int(n)
+			return err
+		}},
 	}
 	for _, p := range parsers {
 		if v := c.String(p.flag); c.IsSet(p.flag) {

@@ -296,7 +296,7 @@ func TestRunFlagError(t *testing.T) {
 func TestFlagsDefined(t *testing.T) {
 	want := []string{"name", "cgroup-parent", "run-dir", "memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set",
 		"exec", "ready-fd", "json-status-fd", "kill-child", "pid", "p", "mount-proc", "init",
-		"user", "U", "map-root-user", "r", "map-users", "map-groups"}
+		"user", "U", "map-root-user", "r", "map-users", "map-groups", "mirror-max"}
 	var got []string
 	for _, f := range flags() {
 		got = append(got, f.Names()...)
