@@ -197,6 +197,7 @@ func TestParseSetting(t *testing.T) {
 		{"memory.high=1G", "memory.high", "1G"},
 		{"pids.max=max", "pids.max", "max"},
 		{"cgroup.max.depth=3", "cgroup.max.depth", "3"},
+		{"cgroup.max.descendants=100", "cgroup.max.descendants", "100"},
 		{"io.weight=default 50", "io.weight", "default 50"},
 		{"cpuset.cpus=0-3,6", "cpuset.cpus", "0-3,6"},
 		{"rdma.max=mlx4_0 hca_handle=2", "rdma.max", "mlx4_0 hca_handle=2"}, // only the first '=' splits
@@ -219,6 +220,14 @@ func TestParseSetting(t *testing.T) {
 		{"a.b\x00=1", "invalid controller file"},
 		{"memory.high=1\n2", "it must be one line"},
 		{"memory.high=1\x00", "it must be one line"},
+	}
+	// Core files: cgroup.procs=PID would move any process into the level.
+	for _, f := range []string{"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.type", "cgroup.kill",
+		"cgroup.freeze", "cgroup.events", "cgroup.pressure", "cgroup.clone_children", "cgroup.sane_behavior", "cgroup.stat"} {
+		bad = append(bad, struct{ in, msg string }{f + "=1", "is a cgroup core file, not a limit"})
+	}
+	for _, f := range []string{"tasks", "notify_on_release", "release_agent"} {
+		bad = append(bad, struct{ in, msg string }{f + "=1", "invalid controller file"})
 	}
 	for _, c := range bad {
 		file, value, err := ParseSetting(c.in)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -95,6 +96,10 @@ func configFrom(c *cli.Context) (level.Config, error) {
 		CgroupParent: c.String("cgroup-parent"),
 		RunDir:       c.String("run-dir"),
 		Argv:         c.Args().Slice(),
+	}
+	if c.IsSet("name") && cfg.Name == "" {
+		// A script's --name "$UNSET": a generated name would hide the bug.
+		return cfg, &level.FlagError{Flag: "--name", Err: errors.New(`empty name (leave --name out for a generated one)`)}
 	}
 	if len(cfg.Argv) == 0 {
 		cfg.Argv = []string{defaultShell()}
