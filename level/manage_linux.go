@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cl-unshare/cl-unshare/internal/beneath"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"golang.org/x/sys/unix"
@@ -50,6 +51,7 @@ type Info struct {
 	depth   int     // 0 for a level of the caller's run directory
 	user    *UserNS // the --user level it is or is nested below, if any
 	missing bool    // no record: removed, or never there
+	parent  *Info   // the level it is nested in (found by Find only)
 }
 
 // Paths are a level's cgroups in one hierarchy.
@@ -235,27 +237,44 @@ func findCgroups(runDir, name string) (*cgroup.Level, error) {
 // GC removes the levels of runDir whose supervisor is gone: it kills what
 // is left, removes their cgroups, mirror mounts, run directories and state,
 // and returns a line for each. Levels with a live supervisor, starting or
-// running, are never touched.
-func GC(runDir string) ([]string, error) {
-	names, err := stateNames(runDir)
+// running, are never touched. With names, it collects just those (nested
+// ones as PARENT/CHILD), and a name it cannot collect is an error.
+func GC(runDir string, names ...string) ([]string, error) {
+	var done []string
+	var errs []error
+	add := func(line string, err error) {
+		if err != nil {
+			errs = append(errs, err)
+		} else if line != "" {
+			done = append(done, line)
+		}
+	}
+	if len(names) > 0 {
+		for _, n := range names {
+			if strings.Contains(n, "/") {
+				add(collectNested(runDir, n))
+			} else {
+				add(collectTop(runDir, n, true))
+			}
+		}
+		return done, errors.Join(errs...)
+	}
+	all, err := stateNames(runDir)
 	if err != nil {
 		return nil, err
 	}
-	var done []string
-	var errs []error
-	for _, n := range names {
-		s, err := readState(runDir, n)
-		if err != nil || s.Supervisor.Alive() {
-			continue
-		}
-		line, err := collect(runDir, s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("level %s: %w", n, err))
-			continue
-		}
-		done = append(done, line)
+	for _, n := range all {
+		add(collectTop(runDir, n, false))
+	}
+	if len(all) == 0 {
+		return done, errors.Join(errs...)
 	}
 	// Run directories with no state: left by a crash between the two.
+	unlock, err := lockState(runDir)
+	if err != nil {
+		return done, errors.Join(append(errs, err)...)
+	}
+	defer unlock()
 	ents, _ := os.ReadDir(filepath.Join(runDir, "levels"))
 	for _, e := range ents {
 		if _, err := os.Stat(statePath(runDir, e.Name())); errors.Is(err, os.ErrNotExist) && ValidateName(e.Name()) == nil {
@@ -266,6 +285,109 @@ func GC(runDir string) ([]string, error) {
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// collectTop collects the level name of runDir if its supervisor is gone,
+// reading its record under the state lock, so that a start taking the
+// name back meanwhile is never collected. Asked for by name (named), a
+// level it leaves is an error.
+func collectTop(runDir, name string, named bool) (string, error) {
+	if ValidateName(name) != nil {
+		return "", &UnknownError{name}
+	}
+	unlock, err := lockState(runDir)
+	if err != nil {
+		if named && errors.Is(err, os.ErrNotExist) {
+			return "", &UnknownError{name}
+		}
+		return "", err
+	}
+	defer unlock()
+	s, err := readState(runDir, name)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && named:
+		return "", &UnknownError{name}
+	case err != nil:
+		if named {
+			return "", fmt.Errorf("level %s: %w", name, err)
+		}
+		return "", nil // being written or removed right now
+	case s.Supervisor.Alive():
+		if named {
+			return "", fmt.Errorf("level %s: its supervisor (PID %d) is alive; cl-unshare kill %s stops it", name, s.Supervisor.PID, name)
+		}
+		return "", nil
+	}
+	line, err := collect(runDir, s)
+	if err != nil {
+		return "", fmt.Errorf("level %s: %w", name, err)
+	}
+	return line, nil
+}
+
+// collectNested collects a nested level whose supervisor is gone: kills
+// what is left in its cgroups (checked to lie in its parent's) and removes
+// them, its record and its run directory in the parent's. The record is
+// the parent's to write, so it is removed through a descriptor of the
+// parent's state directory, and the run directory unmounted through one
+// of its own: no path the level could redirect.
+func collectNested(runDir, name string) (string, error) {
+	w, err := newWalker(runDir)
+	if err != nil {
+		return "", err
+	}
+	i, err := w.find(name)
+	if i, err = usable(name, i, err); err != nil {
+		return "", err
+	}
+	if i.SupervisorPID != 0 {
+		return "", fmt.Errorf("level %s: its supervisor (PID %d) is alive; cl-unshare kill %s stops it", name, i.SupervisorPID, name)
+	}
+	killed, removed := 0, 0
+	if cg := i.cgroups(); cg != nil {
+		if pids, err := cgroup.Procs(i.InnerCgroup); err == nil {
+			killed = len(pids)
+		}
+		if err := cg.Kill(); err != nil {
+			return "", fmt.Errorf("level %s: %w", name, err)
+		}
+		removed = len(cg.Dirs)
+		if err := cg.RemoveOuter(); err != nil {
+			return "", fmt.Errorf("level %s: %w", name, err)
+		}
+	}
+	pdir, err := w.openRunDir(i.parent)
+	if err != nil {
+		return "", fmt.Errorf("level %s: run directory of its parent: %w", name, err)
+	}
+	defer unix.Close(pdir)
+	if err := unlinkBelow(pdir, "state", i.Name+".json", 0); err != nil {
+		return "", fmt.Errorf("level %s: remove its record: %w", name, err)
+	}
+	if fd, err := beneath.Dir(pdir, "levels/"+i.Name, false); err == nil {
+		var st unix.Statx_t
+		if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &st) == nil && st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+			_ = unix.Unmount(fmt.Sprintf("/proc/self/fd/%d", fd), unix.MNT_DETACH)
+		}
+		unix.Close(fd)
+		_ = unlinkBelow(pdir, "levels", i.Name, unix.AT_REMOVEDIR)
+	}
+	return fmt.Sprintf("removed level %s (supervisor gone; killed %d processes; removed %d cgroups, its record and run directory)",
+		name, killed, removed), nil
+}
+
+// unlinkBelow removes name from directory rel below dirfd.
+func unlinkBelow(dirfd int, rel, name string, flags int) error {
+	d, err := beneath.Open(dirfd, rel, unix.O_RDONLY|unix.O_DIRECTORY, false)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(d)
+	err = unix.Unlinkat(d, name, flags)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
 }
 
 func collect(runDir string, s *State) (string, error) {

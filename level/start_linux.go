@@ -28,9 +28,13 @@ type StepError = nsexec.StepError
 type InUseError struct {
 	Name string
 	Path string
+	Why  string // what is alive in it, if known
 }
 
 func (e *InUseError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("--name: level %q is already in use (%s); choose another name", e.Name, e.Why)
+	}
 	return fmt.Sprintf("--name: level %q is already in use (%s exists); choose another name", e.Name, e.Path)
 }
 
@@ -71,8 +75,8 @@ func Start(cfg Config) (_ *Level, err error) {
 	if cfg.User {
 		l.state.User = &UserNS{UIDMap: cfg.UIDMap, GIDMap: cfg.GIDMap}
 	}
-	if err := claimState(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return nil, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name)}
+	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
+		return nil, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
 	} else if err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
@@ -498,8 +502,8 @@ func ExecInPlace(cfg Config) (err error) {
 	me := self()
 	// The process is its own supervisor: alive exactly as long as CMD.
 	l.state = &State{Name: cfg.Name, Supervisor: me, Cmd: me, Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now(), Exec: true}
-	if err := claimState(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name)}
+	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
+		return &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
 	} else if err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/nsexec"
+	"golang.org/x/sys/unix"
 )
 
 // State is what a supervisor records about its level in RUN/state/NAME.json,
@@ -114,6 +116,78 @@ func claimState(runDir string, s *State) error {
 	}
 	f.Close()
 	return writeState(runDir, s)
+}
+
+// lockState holds RUN/state for the caller, to read a record and act on
+// it (collect it, or a dead level's name for a new one) with no other
+// cl-unshare doing the same in between; unlock releases it.
+func lockState(runDir string) (unlock func(), err error) {
+	fd, err := unix.Open(stateDir(runDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", stateDir(runDir), err)
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", stateDir(runDir), err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// dead reports whether nothing of the level is alive: supervisor and CMD
+// gone, and no process left in any of its cgroups.
+func (s *State) dead() bool {
+	if s.Supervisor.Alive() || s.Cmd.Alive() {
+		return false
+	}
+	cg, err := cgroup.Adopt(s.Outer)
+	return err == nil && (len(cg.Dirs) == 0 || cg.Empty())
+}
+
+// alive says what keeps the level of that name from being collected.
+func alive(runDir, name string) string {
+	s, err := readState(runDir, name)
+	switch {
+	case err != nil:
+		return ""
+	case s.Supervisor.Alive():
+		return fmt.Sprintf("its supervisor, PID %d, runs", s.Supervisor.PID)
+	case s.Cmd.Alive():
+		return fmt.Sprintf("its command, PID %d, runs", s.Cmd.PID)
+	}
+	return fmt.Sprintf("processes are left in its cgroups; cl-unshare gc %s kills them", name)
+}
+
+// claimName takes the name for a new level. A level of that name in which
+// nothing is alive (an --exec level whose CMD ended, a killed one) is
+// collected first, as gc would: a service restarted by its manager gets
+// its name back. A level with anything alive keeps it (os.ErrExist).
+func claimName(runDir string, s *State) error {
+	err := claimState(runDir, s)
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	unlock, lerr := lockState(runDir)
+	if lerr != nil {
+		return lerr
+	}
+	defer unlock()
+	old, rerr := readState(runDir, s.Name)
+	if errors.Is(rerr, os.ErrNotExist) {
+		return claimState(runDir, s) // collected meanwhile
+	}
+	if rerr != nil || !old.dead() {
+		return err
+	}
+	if _, err := collect(runDir, old); err != nil {
+		return fmt.Errorf("collect the ended level %s first: %w", s.Name, err)
+	}
+	return claimState(runDir, s)
 }
 
 // writeState replaces the state file whole (write and rename).

@@ -491,7 +491,7 @@ func (w *walker) find(name string) (*Info, error) {
 		if c.missing {
 			return nil, &UnknownError{name}
 		}
-		i = c
+		c.parent, i = i, c
 	}
 	i.Levels = w.children(i)
 	return i, nil

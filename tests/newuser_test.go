@@ -3,8 +3,12 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	lvl "github.com/cl-unshare/cl-unshare/level"
@@ -61,4 +65,116 @@ func TestEmptyName(t *testing.T) {
 			t.Errorf("%q: exit %d, %q", args, c.ProcessState.ExitCode(), out)
 		}
 	}
+}
+
+// Issue 9 item 1: an --exec level whose CMD ended gives its name back to
+// the next start (a service manager's restart), and gc NAME collects just
+// that level.
+func TestExecRestart(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	name := fmt.Sprintf("svc-%d", os.Getpid())
+	defer cmd(t, "gc", name)
+	h := hierarchies(t)[0]
+	for i := 0; i < 5; i++ {
+		// Each run is a real level: it sees itself as /, runs with
+		// cl-unshare's PID in the level's own cgroup, and exits 0.
+		c := exec.Command(bin, "--exec", "--name", name, "--cgroup-parent", testParent, "--", "/bin/sh", "-c",
+			fmt.Sprintf("cat /proc/self/cgroup > %s/cg%d; echo $$ > %s/pid%d; while [ ! -e %s/go%d ]; do sleep 0.01; done", dir, i, dir, i, dir, i))
+		var out strings.Builder
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if pid := pidOf(t, nil, fmt.Sprintf("%s/pid%d", dir, i)); pid != c.Process.Pid {
+			t.Errorf("start %d: CMD is PID %d, cl-unshare was %d", i+1, pid, c.Process.Pid)
+		}
+		if _, err := os.Stat(filepath.Join(outer(h, name), "level")); err != nil {
+			t.Errorf("start %d: %v", i+1, err)
+		}
+		os.WriteFile(fmt.Sprintf("%s/go%d", dir, i), nil, 0o644)
+		if err := c.Wait(); err != nil {
+			t.Fatalf("start %d of --exec --name %s: %v: %s", i+1, name, err, out.String())
+		}
+		for _, line := range strings.Split(strings.TrimSpace(mustRead(t, fmt.Sprintf("%s/cg%d", dir, i))), "\n") {
+			if !strings.HasSuffix(line, ":/") {
+				t.Errorf("start %d sees %q", i+1, line)
+			}
+		}
+	}
+	if i := findInfo(listJSON(t), name); i == nil || i.State != lvl.Exited {
+		t.Errorf("after the last run: %+v, want one exited level", i)
+	}
+	other := start(t, nil, script("echo $$ > "+dir+"/other", "sleep 600")...)
+	pidOf(t, other, dir+"/other")
+	r := cmd(t, "gc", name)
+	if r.code != 0 || !strings.Contains(r.stdout, "removed level "+name) || strings.Contains(r.stdout, other.name) {
+		t.Errorf("gc %s: exit %d: %q %s", name, r.code, r.stdout, r.stderr)
+	}
+	if r := cmd(t, "gc", name); r.code != 125 || !oneLine(r.stderr, "no level named") {
+		t.Errorf("gc %s again: exit %d, %q", name, r.code, r.stderr)
+	}
+	if r := cmd(t, "gc", other.name); r.code != 125 || !oneLine(r.stderr, "supervisor") || !other.running() {
+		t.Errorf("gc of a running level: exit %d, %q", r.code, r.stderr)
+	}
+	other.stop(t)
+}
+
+// Issue 9 item 1: a level with a process left is never collected by a
+// start that wants its name.
+func TestRestartKeepsLiveLevel(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	name := fmt.Sprintf("svc2-%d", os.Getpid())
+	defer cmd(t, "gc", name)
+	c := exec.Command(bin, "--exec", "--name", name, "--cgroup-parent", testParent, "--", "/bin/sh", "-c",
+		"sleep 600 >/dev/null 2>&1 & echo $! > "+dir+"/left")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	left := pidOf(t, nil, dir+"/left")
+	r := clu(t, "--exec", "--name", name, "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "already in use (processes are left in its cgroups") {
+		t.Errorf("restart over a level with a live process: exit %d, %q", r.code, r.stderr)
+	}
+	if !alive(left) {
+		t.Fatalf("the restart killed the level's process %d", left)
+	}
+	if r := cmd(t, "gc", name); r.code != 0 || !strings.Contains(r.stdout, "killed 1 processes") {
+		t.Errorf("gc %s: exit %d: %q %s", name, r.code, r.stdout, r.stderr)
+	}
+	waitFor(t, "the left process to die", func() bool { return !alive(left) })
+}
+
+// Issue 9 item 1: gc PARENT/CHILD collects a nested level whose
+// supervisor died, and nothing else.
+func TestGCNested(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, nil, script(v2Leaf, bin+" --name inner -- /bin/sh -c 'echo $$ > "+dir+"/inner; exec sleep 600' & echo $! > "+dir+"/sup", "sleep 600")...)
+	sup := pidOf(t, l, dir+"/sup")
+	ipid := pidOf(t, l, dir+"/inner")
+	if r := cmd(t, "gc", l.name+"/inner"); r.code != 125 || !oneLine(r.stderr, "supervisor") {
+		t.Errorf("gc of a nested level with a live supervisor: exit %d, %q", r.code, r.stderr)
+	}
+	syscall.Kill(sup, syscall.SIGKILL)
+	waitFor(t, "the nested supervisor to be gone", func() bool {
+		i := findInfo(listJSON(t), l.name)
+		return i != nil && len(i.Levels) == 1 && i.Levels[0].SupervisorPID == 0
+	})
+	if i := findInfo(listJSON(t), l.name); i.Levels[0].State != lvl.Orphaned {
+		t.Errorf("the nested level: %+v, want orphaned", i.Levels[0])
+	}
+	r := cmd(t, "gc", l.name+"/inner")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed level "+l.name+"/inner") {
+		t.Fatalf("gc %s/inner: exit %d: %q %s", l.name, r.code, r.stdout, r.stderr)
+	}
+	waitFor(t, "the nested level's process to die", func() bool { return !alive(ipid) })
+	if i := findInfo(listJSON(t), l.name); i == nil || len(i.Levels) != 0 || i.State != lvl.Running {
+		t.Errorf("after gc: %+v", i)
+	}
+	l.stop(t)
 }

@@ -35,7 +35,7 @@ func commands(code *exitCode) []*cli.Command {
 			Action: func(c *cli.Context) error { return freezeCmd(c, true) }},
 		{Name: "thaw", Usage: "thaw level NAME and wait until it runs", ArgsUsage: "NAME",
 			Action: func(c *cli.Context) error { return freezeCmd(c, false) }},
-		{Name: "gc", Usage: "remove levels whose supervisor is gone", Action: gcCmd},
+		{Name: "gc", Usage: "remove levels whose supervisor is gone (just NAME..., if given)", ArgsUsage: "[NAME...]", Action: gcCmd},
 		{Name: "check", Usage: "report what this host offers and whether a level can start here",
 			Flags: []cli.Flag{jsonFlag}, Action: func(c *cli.Context) error { return checkCmd(c, code) }},
 	}
@@ -219,7 +219,7 @@ func freezeCmd(c *cli.Context, freeze bool) error {
 }
 
 func gcCmd(c *cli.Context) error {
-	lines, err := level.GC(c.String("run-dir"))
+	lines, err := level.GC(c.String("run-dir"), c.Args().Slice()...)
 	for _, l := range lines {
 		fmt.Fprintln(c.App.Writer, l)
 	}

@@ -63,6 +63,18 @@ func (l *Level) RemoveAdopted() error {
 	return errors.Join(errs...)
 }
 
+// RemoveOuter removes an adopted level's outer cgroups and all below
+// them, and nothing above.
+func (l *Level) RemoveOuter() error {
+	var errs []error
+	for _, d := range l.Dirs {
+		if err := rmdirTree(d.Outer); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Frozen reports whether the level's inner cgroup is frozen (cgroup v2
 // cgroup.events, or the v1 freezer).
 func (l *Level) Frozen() bool {
