@@ -55,7 +55,7 @@ func ParseSize(s string) (int64, error) {
 func ParseCPUs(s string) (float64, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil || f < 0.01 || f > 1e6 || math.IsNaN(f) {
-		return 0, fmt.Errorf("invalid CPU quota %q (use a number of CPUs, at least 0.01, such as 1 or 1.5)", s)
+		return 0, fmt.Errorf("invalid CPU quota %q (use a number of CPUs from 0.01 to 1000000, such as 1 or 1.5)", s)
 	}
 	return f, nil
 }

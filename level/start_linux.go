@@ -350,6 +350,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	if errors.Is(err, nsexec.ErrDied) {
 		// The child end is closed; the init stage is gone or going.
 		_ = cmd.Wait()
+		if n := l.cgroups.OOMKills(); n > 0 && cfg.Limits.Memory > 0 {
+			return fmt.Errorf("--memory: %d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, cmd.ProcessState)
+		}
 		return fmt.Errorf("%w: %v", err, cmd.ProcessState)
 	}
 	if err == nil && l.mirror != nil {

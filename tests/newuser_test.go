@@ -178,3 +178,36 @@ func TestGCNested(t *testing.T) {
 	}
 	l.stop(t)
 }
+
+// Issue 9 item 4: a value the host refuses gets a message naming the
+// flag, the value and what this host takes, and leaves nothing behind.
+func TestMessagesSayWhatWorks(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	cs := needController(t, "memory", "cpuset")
+	noLeaks(t)
+	wrong, right := "memory.max", "memory.limit_in_bytes"
+	if cs["memory"].v2 {
+		wrong, right = right, wrong
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--set", wrong + "=1G"}, []string{"--set " + wrong + ": " + wrong + " does not exist here", "the file for it is " + right}},
+		{[]string{"--set", "memory.bogus=1"}, []string{"memory.bogus does not exist here", "whose files here are", right}},
+		{[]string{"--cpuset-cpus", "99"}, []string{`--cpuset-cpus: CPUs "99" are not all available to the level`, "has 0"}},
+		{[]string{"--cpuset-mems", "7"}, []string{`--cpuset-mems: memory nodes "7" are not all available`, "has 0"}},
+		{[]string{"--cpus", "1e9"}, []string{`--cpus: invalid CPU quota "1e9"`, "from 0.01 to 1000000"}},
+		{[]string{"--memory", "1"}, []string{"--memory", "below what the level needs to start", "at least a few MiB"}},
+		{[]string{"--set", "nosuch.max=1"}, []string{"the nosuch controller is not available here"}},
+	} {
+		r := clu(t, append(c.args, "--", "true")...)
+		ok := r.code == 125 && oneLine(r.stderr, "")
+		for _, w := range c.want {
+			ok = ok && strings.Contains(r.stderr, w)
+		}
+		if !ok {
+			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +74,30 @@ func (l *Level) RemoveOuter() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// OOMKills is how many processes the kernel killed for lack of memory in
+// the level: cgroup2's memory.events counts below the outer cgroup too;
+// v1's memory.oom_control counts only the cgroup's own, so the outer's
+// and the inner's are added up. 0 where it cannot tell.
+func (l *Level) OOMKills() int {
+	n := 0
+	for _, d := range l.Dirs {
+		dirs, file := []string{d.Outer, d.Inner}, "memory.oom_control"
+		switch {
+		case d.V2():
+			dirs, file = []string{d.Outer}, "memory.events"
+		case !d.Has("memory"):
+			continue
+		}
+		for _, dir := range dirs {
+			if v, err := KeyValue(dir, file, "oom_kill"); err == nil {
+				k, _ := strconv.Atoi(v)
+				n += k
+			}
+		}
+	}
+	return n
 }
 
 // Frozen reports whether the level's inner cgroup is frozen (cgroup v2

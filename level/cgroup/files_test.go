@@ -292,7 +292,7 @@ func TestCreateUndoesOnError(t *testing.T) {
 	if err == nil {
 		t.Fatal("Create succeeded though pids.max could not be written")
 	}
-	if !strings.HasPrefix(err.Error(), "--pids-max: write \"9\" to ") || !errors.Is(err, fs.ErrNotExist) {
+	if !strings.HasPrefix(err.Error(), "--pids-max: pids.max does not exist here") || !strings.Contains(err.Error(), `write "9"`) || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("err = %q, want it to name the flag, value and cause", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(mnt, "user.slice"))

@@ -146,7 +146,7 @@ func (d *Dirs) create(ws []Write, self int) error {
 			}
 		}
 	}
-	if err := apply(d.Outer, ws); err != nil {
+	if err := d.apply(d.Outer, ws); err != nil {
 		return err
 	}
 	if d.V2() {
@@ -158,10 +158,10 @@ func (d *Dirs) create(ws []Write, self int) error {
 	}
 	if self == 0 {
 		if err := d.mkdir(d.Inner); err != nil {
-			return err
+			return tooSmall(ws, err)
 		}
 	}
-	return apply(d.Inner, ws)
+	return d.apply(d.Inner, ws)
 }
 
 // mkdir makes one of the level's own cgroups and readies it.
@@ -259,13 +259,61 @@ func readyCpuset(dir, f, top string) error {
 	return WriteFile(dir, f, v)
 }
 
-func apply(dir string, ws []Write) error {
+// apply writes the limits to dir; a refusal says what this host takes.
+func (d *Dirs) apply(dir string, ws []Write) error {
 	for _, w := range ws {
-		if err := WriteFile(dir, w.File, w.Value); err != nil {
-			return fmt.Errorf("%s: %w", w.Flag, err)
+		err := WriteFile(dir, w.File, w.Value)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, unix.ENOENT):
+			return fmt.Errorf("%s: %s (write %q: %w)", w.Flag, Missing(d.Hierarchy, dir, w.File), w.Value, unwrapAll(err))
+		case w.File == "cpuset.cpus" || w.File == "cpuset.mems":
+			return fmt.Errorf("%s: %s %q are not all available to the level (%v): %s", w.Flag,
+				map[string]string{"cpuset.cpus": "CPUs", "cpuset.mems": "memory nodes"}[w.File], w.Value, unwrapAll(err), d.cpusetOffer(w.File))
 		}
+		return tooSmall(ws, fmt.Errorf("%s: %w", w.Flag, err))
 	}
 	return nil
+}
+
+// cpusetOffer says which CPUs or memory nodes the level's parent has.
+func (d *Dirs) cpusetOffer(file string) string {
+	eff := file + ".effective" // cgroup2, and v1 with cpuset_v2_mode
+	if !d.V2() {
+		eff = map[string]string{"cpuset.cpus": "cpuset.effective_cpus", "cpuset.mems": "cpuset.effective_mems"}[file]
+	}
+	v, err := ReadFile(d.Parent, eff)
+	if err != nil {
+		return fmt.Sprintf("its parent cgroup is %s", d.Parent)
+	}
+	return fmt.Sprintf("its parent cgroup %s has %s (%s)", d.Parent, v, eff)
+}
+
+// tooSmall explains ENOMEM (or EBUSY) while a memory limit is set: the
+// kernel needs some memory of the level's to make and fill its cgroups.
+func tooSmall(ws []Write, err error) error {
+	if !errors.Is(err, unix.ENOMEM) && !errors.Is(err, unix.EBUSY) {
+		return err
+	}
+	for _, w := range ws {
+		if w.Controller == "memory" {
+			return fmt.Errorf("%s: %s bytes is below what the level needs to start (%v); give it at least a few MiB", w.Flag, w.Value, unwrapAll(err))
+		}
+	}
+	return err
+}
+
+// unwrapAll is the innermost error: the errno, for a message that has
+// said the rest already.
+func unwrapAll(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
 }
 
 // enableFor enables, down to the outer cgroup's parent, the v2 controllers

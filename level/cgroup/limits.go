@@ -2,6 +2,8 @@ package cgroup
 
 import (
 	"fmt"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -41,10 +43,73 @@ const cfsPeriod = 100000
 type ControllerError struct {
 	Flag       string
 	Controller string
+	Offered    string // what the host offers instead
 }
 
 func (e *ControllerError) Error() string {
-	return fmt.Sprintf("%s: the %s controller is not available here (not a mounted cgroup v1 hierarchy, not offered by cgroup v2)", e.Flag, e.Controller)
+	return fmt.Sprintf("%s: the %s controller is not available here (%s)", e.Flag, e.Controller, e.Offered)
+}
+
+// offered says which controllers cgroup2 offers and which v1
+// hierarchies are mounted.
+func (p *planner) offered() string {
+	var v2, v1 []string
+	for c := range p.v2 {
+		v2 = append(v2, c)
+	}
+	sort.Strings(v2)
+	for _, h := range p.hs {
+		if !h.V2() {
+			v1 = append(v1, h.Name())
+		}
+	}
+	var out []string
+	if p.index(func(h Hierarchy) bool { return h.V2() }) >= 0 {
+		if len(v2) == 0 {
+			v2 = []string{"none"}
+		}
+		out = append(out, "cgroup2 offers "+strings.Join(v2, " "))
+	}
+	if len(v1) > 0 {
+		out = append(out, "the cgroup v1 hierarchies are "+strings.Join(v1, ", "))
+	}
+	return strings.Join(out, "; ")
+}
+
+// otherLayout names the file of the other cgroup version that does what
+// file does, for messages: --set memory.max on a v1 memory hierarchy.
+var otherLayout = map[string]string{
+	"memory.max": "memory.limit_in_bytes", "memory.swap.max": "memory.memsw.limit_in_bytes",
+	"memory.low": "memory.soft_limit_in_bytes", "cpu.max": "cpu.cfs_quota_us and cpu.cfs_period_us",
+	"cpu.weight": "cpu.shares", "io.weight": "blkio.weight", "io.max": "blkio.throttle.read_bps_device and the like",
+	"memory.limit_in_bytes": "memory.max", "memory.memsw.limit_in_bytes": "memory.swap.max",
+	"memory.soft_limit_in_bytes": "memory.low", "cpu.cfs_quota_us": "cpu.max", "cpu.cfs_period_us": "cpu.max",
+	"cpu.shares": "cpu.weight", "blkio.weight": "io.weight",
+}
+
+// Missing explains a controller file that does not exist in dir (a
+// cgroup of hierarchy h): which file this layout has instead, or which
+// files of that controller it has.
+func Missing(h Hierarchy, dir, file string) string {
+	kind := "cgroup v1 hierarchy"
+	if h.V2() {
+		kind = "cgroup2 hierarchy"
+	}
+	msg := fmt.Sprintf("%s does not exist here: %s is in the %s mounted at %s", file, SettingController(file), kind, h.Mount)
+	if o, ok := otherLayout[file]; ok {
+		return msg + fmt.Sprintf(", where the file for it is %s", o)
+	}
+	ents, _ := os.ReadDir(dir)
+	var have []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), SettingController(file)+".") && len(have) < 12 {
+			have = append(have, e.Name())
+		}
+	}
+	if len(have) > 0 {
+		msg += ", whose files here are " + strings.Join(have, " ")
+	}
+	return msg
 }
 
 // Plan turns limits into file writes in the form each host layout needs.
@@ -146,7 +211,7 @@ func (p *planner) add(flag, c, v2File, v1File, value string) {
 	}
 	if i < 0 || file == "" {
 		if p.err == nil {
-			p.err = &ControllerError{Flag: flag, Controller: c}
+			p.err = &ControllerError{Flag: flag, Controller: c, Offered: p.offered()}
 		}
 		return
 	}
