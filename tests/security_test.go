@@ -312,12 +312,18 @@ func TestUserNestedMirror(t *testing.T) {
 	waitFor(t, "the mirror of a level nested two deep in a --user level", func() bool {
 		return slices.ContainsFunc(mirrorMounts(t, l.name), func(m string) bool { return strings.HasPrefix(m, nested+"/") || strings.HasPrefix(m, nested+" cgroup") })
 	})
-	top := findInfo(listJSON(t), l.name)
-	if top == nil || len(top.Levels) != 1 || len(top.Levels[0].Levels) != 1 {
-		t.Fatalf("list: %+v", top)
-	}
-	if n := top.Levels[0].Levels[0]; n.Name != "n3" || n.State != lvl.Running || n.MirrorMounts == 0 {
-		t.Errorf("n3 as list shows it: %+v", n)
+	// CMD writes its pid before its supervisor records it: wait for that.
+	var n3i *lvl.Info
+	waitFor(t, "n3 running, as list shows it", func() bool {
+		top := findInfo(listJSON(t), l.name)
+		if top == nil || len(top.Levels) != 1 || len(top.Levels[0].Levels) != 1 {
+			return false
+		}
+		n3i = &top.Levels[0].Levels[0]
+		return n3i.State == lvl.Running
+	})
+	if n3i.Name != "n3" || n3i.MirrorMounts == 0 {
+		t.Errorf("n3 as list shows it: %+v", n3i)
 	}
 	if r := cmd(t, "inspect", l.name+"/n2/n3"); r.code != 0 || !strings.Contains(r.stdout, "state:       running") {
 		t.Errorf("inspect %s/n2/n3: exit %d: %s %s", l.name, r.code, r.stdout, r.stderr)
