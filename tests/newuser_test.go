@@ -1,11 +1,11 @@
 package tests
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,7 +76,6 @@ func TestExecRestart(t *testing.T) {
 	dir := t.TempDir()
 	name := fmt.Sprintf("svc-%d", os.Getpid())
 	defer cmd(t, "gc", name)
-	h := hierarchies(t)[0]
 	for i := 0; i < 5; i++ {
 		// Each run is a real level: it sees itself as /, runs with
 		// cl-unshare's PID in the level's own cgroup, and exits 0.
@@ -90,8 +89,12 @@ func TestExecRestart(t *testing.T) {
 		if pid := pidOf(t, nil, fmt.Sprintf("%s/pid%d", dir, i)); pid != c.Process.Pid {
 			t.Errorf("start %d: CMD is PID %d, cl-unshare was %d", i+1, pid, c.Process.Pid)
 		}
-		if _, err := os.Stat(filepath.Join(outer(h, name), "level")); err != nil {
-			t.Errorf("start %d: %v", i+1, err)
+		r := cmd(t, "inspect", "--json", name)
+		var in lvl.Info
+		if err := json.Unmarshal([]byte(r.stdout), &in); err != nil || in.CmdPID != c.Process.Pid || in.State != lvl.Running {
+			t.Errorf("start %d: inspect: %v: %s %s", i+1, err, r.stdout, r.stderr)
+		} else if st, err := os.Stat(in.InnerCgroup); err != nil || !st.IsDir() {
+			t.Errorf("start %d: inner cgroup %q: %v", i+1, in.InnerCgroup, err)
 		}
 		os.WriteFile(fmt.Sprintf("%s/go%d", dir, i), nil, 0o644)
 		if err := c.Wait(); err != nil {
