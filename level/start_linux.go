@@ -210,6 +210,19 @@ func (l *Level) makeRunDir(cfg Config) (int, error) {
 	if err := mounts.MakeShared(l.LevelDir); err != nil {
 		return -1, fmt.Errorf("run directory: %w", err)
 	}
+	// The mirror is a mount of its own: the level moves its copy to its
+	// /sys/fs/cgroup, so that its cgroup filesystems are mounted once
+	// there and reach the host here, not twice (here and under RUN).
+	mirror := filepath.Join(l.LevelDir, "cgroup")
+	if err := os.Mkdir(mirror, 0o755); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	if err := mounts.MountLayoutRoot(mirror); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
+	if err := mounts.MakeShared(mirror); err != nil {
+		return -1, fmt.Errorf("run directory: %w", err)
+	}
 	fd, err := unix.Open(l.LevelDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("run directory: open %s: %w", l.LevelDir, err)
@@ -336,9 +349,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	err = nsexec.WaitWith(parent, nsexec.Requests{
 		SetGroup: func() error {
-			// The init stage may not join its run directory to the
-			// prepared namespace's; we may. It is at RUN there too.
-			return l.mirror.Join(fmt.Sprintf("/proc/%d/root%s", cmd.Process.Pid, cfg.RunDir))
+			// The init stage may not join its run directory and mirror to
+			// the prepared namespace's; we may.
+			return l.mirror.Join(fmt.Sprintf("/proc/%d/root", cmd.Process.Pid))
 		},
 		AttachProc: func(fd int) error {
 			if err := failpoint.At("attach proc"); err != nil {
@@ -584,8 +597,10 @@ func (l *Level) handOver(cfg Config) error {
 			}
 		}
 	}
-	if err := os.Lchown(l.LevelDir, uid, gid); err != nil {
-		return fmt.Errorf("hand %s to the level's root: %w", l.LevelDir, err)
+	for _, p := range []string{l.LevelDir, filepath.Join(l.LevelDir, "cgroup")} {
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to the level's root: %w", p, err)
+		}
 	}
 	return nil
 }

@@ -1,9 +1,9 @@
 // Package mirror shows the host the cgroup mounts of a level that has a
 // user namespace, and nothing else it mounts, within a bound.
 //
-// Such a level's run directory is a peer of one in the launcher's own
-// prepared mount namespace, never of the host's: all it mounts there, or
-// under its /sys/fs/cgroup, arrives in that namespace only. A Keeper
+// Such a level's run directory and /sys/fs/cgroup are peers of mounts in
+// the launcher's own prepared mount namespace, never of the host's: all
+// it mounts there arrives in that namespace only. A Keeper
 // watches that namespace's mount table and copies to the host, one mount
 // at a time, what has the shape of a mirror: cgroup filesystems, and the
 // small tmpfs that hold them (the layout's root, nested levels' run
@@ -41,7 +41,8 @@ const MaxTmpfs = 64 << 10
 // Config says what a Keeper mirrors.
 type Config struct {
 	// RunDir is where the level's run directory is mounted in the
-	// prepared namespace (RUN), and Host is the host's RUN/levels/NAME.
+	// prepared namespace (RUN), its mirror being at /sys/fs/cgroup there;
+	// Host is the host's RUN/levels/NAME, its mirror Host/cgroup.
 	RunDir, Host string
 	// Max bounds the mounts below RunDir (DefaultMax if 0).
 	Max int
@@ -55,9 +56,12 @@ type Config struct {
 type Keeper struct {
 	c       Config
 	run     int // O_PATH of RunDir, opened in the prepared namespace
+	cg      int // O_PATH of its /sys/fs/cgroup
 	table   int // its mountinfo, opened there
 	host    int // O_PATH of Host
+	hostCg  int // O_PATH of Host/cgroup
 	runID   int // RunDir's mount ID there
+	cgID    int // its /sys/fs/cgroup's
 	copies  map[int]*copied
 	over    bool
 	wake    [2]int // a pipe: Close writes to end the loop's poll
@@ -77,7 +81,7 @@ func New(c Config) (*Keeper, error) {
 	if c.Max <= 0 {
 		c.Max = DefaultMax
 	}
-	k := &Keeper{c: c, run: -1, table: -1, host: -1, copies: map[int]*copied{}, wake: [2]int{-1, -1},
+	k := &Keeper{c: c, run: -1, cg: -1, table: -1, host: -1, hostCg: -1, copies: map[int]*copied{}, wake: [2]int{-1, -1},
 		done: make(chan struct{})}
 	close(k.done) // no loop yet
 	if err := unix.Pipe2(k.wake[:], unix.O_CLOEXEC); err != nil {
@@ -91,6 +95,12 @@ func New(c Config) (*Keeper, error) {
 		if k.runID, err = mountID(k.run); err != nil {
 			return err
 		}
+		if k.cg, err = unix.Open(mounts.CgroupRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("open %s: %w", mounts.CgroupRoot, err)
+		}
+		if k.cgID, err = mountID(k.cg); err != nil {
+			return err
+		}
 		if k.table, err = unix.Open("/proc/thread-self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 			return fmt.Errorf("open mountinfo: %w", err)
 		}
@@ -99,6 +109,9 @@ func New(c Config) (*Keeper, error) {
 	if err == nil {
 		k.host, err = unix.Open(c.Host, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
+	if err == nil {
+		k.hostCg, err = beneath.Dir(k.host, "cgroup", false)
+	}
 	if err != nil {
 		k.Close()
 		return nil, fmt.Errorf("mirror: %w", err)
@@ -106,15 +119,23 @@ func New(c Config) (*Keeper, error) {
 	return k, nil
 }
 
-// Join makes the level's run directory, a private mount at target (a
-// path into its mount namespace, /proc/PID/root/RUN), a peer of RunDir in
-// the prepared namespace, the one place its mounts then reach.
-func (k *Keeper) Join(target string) error {
-	err := k.c.Do(func() error { return mounts.MakeShared(k.c.RunDir) })
-	if err == nil {
-		err = mounts.JoinGroup(k.run, target)
+// Join makes the level's run directory and /sys/fs/cgroup, private
+// mounts below root (its root as the launcher reaches it,
+// /proc/PID/root), peers of RunDir and /sys/fs/cgroup in the prepared
+// namespace, the one place its mounts then reach.
+func (k *Keeper) Join(root string) error {
+	for _, j := range []struct {
+		fd  int
+		dir string
+	}{{k.run, k.c.RunDir}, {k.cg, mounts.CgroupRoot}} {
+		if err := k.c.Do(func() error { return mounts.MakeShared(j.dir) }); err != nil {
+			return err
+		}
+		if err := mounts.JoinGroup(j.fd, root+j.dir); err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // Start keeps the mirror in a goroutine of its own until Close: after
@@ -162,12 +183,12 @@ func (k *Keeper) Close() {
 		}
 	})
 	<-k.done
-	for _, fd := range []int{k.run, k.table, k.host, k.wake[0]} {
+	for _, fd := range []int{k.run, k.cg, k.table, k.host, k.hostCg, k.wake[0]} {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
-	k.run, k.table, k.host, k.wake = -1, -1, -1, [2]int{-1, -1}
+	k.run, k.cg, k.table, k.host, k.hostCg, k.wake = -1, -1, -1, -1, -1, [2]int{-1, -1}
 	for _, c := range k.copies {
 		unix.Close(c.fd)
 	}
@@ -175,7 +196,8 @@ func (k *Keeper) Close() {
 }
 
 // node is a mount to have on the host: its mount in the prepared
-// namespace, and where it goes, below the copy of parent (-1: Host).
+// namespace, and where it goes, below the copy of parent (onHost,
+// onHostCg: Host, Host/cgroup).
 type node struct {
 	m      *mountinfo.Info
 	parent int
@@ -186,6 +208,12 @@ type node struct {
 const (
 	runDir    = iota // a level's run directory: state, cgroup, levels
 	cgroupDir        // a layout's root, or a cgroup filesystem below one
+)
+
+// Parents of nodes that go directly below the host's own mounts.
+const (
+	onHost   = -1
+	onHostCg = -2
 )
 
 // Sync brings the host's copy up to date with the prepared namespace:
@@ -200,7 +228,7 @@ func (k *Keeper) Sync() error {
 	for _, m := range infos {
 		kids[m.Parent] = append(kids[m.Parent], m)
 	}
-	below := count(kids, k.runID)
+	below := count(kids, k.runID) + count(kids, k.cgID)
 	if below > k.c.Max && !k.over {
 		k.over = true
 		k.c.Over(below)
@@ -225,10 +253,8 @@ func (k *Keeper) Sync() error {
 		if _, ok := k.copies[n.m.ID]; ok {
 			continue
 		}
-		if n.parent >= 0 {
-			if _, ok := k.copies[n.parent]; !ok {
-				continue // its parent could not be copied
-			}
+		if _, ok := k.copies[n.parent]; n.parent >= 0 && !ok {
+			continue // its parent could not be copied
 		}
 		if err := k.copy(n); err != nil {
 			errs = append(errs, fmt.Errorf("mirror %s: %w", n.m.Mountpoint, err))
@@ -237,9 +263,11 @@ func (k *Keeper) Sync() error {
 	return errors.Join(errs...)
 }
 
-// plan picks the mounts to copy, by where they sit below RunDir: at a run
-// directory D, a tmpfs at D/levels/NAME (a nested level's run directory)
-// and D/cgroup (its layout); below a layout, cgroup filesystems only.
+// plan picks the mounts to copy, by where they sit. Below the level's
+// /sys/fs/cgroup, cgroup filesystems only. Below a run directory D, a
+// tmpfs at D/levels/NAME (a nested level's run directory) and, for a
+// nested one, D/cgroup (its mirror: the tmpfs of its layout's root, or
+// a cgroup2 on it), below which again cgroup filesystems only.
 func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 	want := map[int]node{}
 	var walk func(parent *mountinfo.Info, id, kind int)
@@ -251,7 +279,7 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 			}
 			n := node{m: m, parent: id, rel: rel}
 			switch {
-			case kind == runDir && rel == "cgroup" && (m.FSType == "tmpfs" || isCgroup(m)):
+			case kind == runDir && id != onHost && rel == "cgroup" && (m.FSType == "tmpfs" || isCgroup(m)):
 				n.kind = cgroupDir
 			case kind == runDir && m.FSType == "tmpfs" && nestedName(rel):
 				n.kind = runDir
@@ -264,8 +292,16 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 			walk(m, m.ID, n.kind)
 		}
 	}
-	root := &mountinfo.Info{ID: k.runID, Mountpoint: k.c.RunDir}
-	walk(root, -1, runDir)
+	walk(&mountinfo.Info{ID: k.runID, Mountpoint: k.c.RunDir}, onHost, runDir)
+	// The level's own /sys/fs/cgroup is Host/cgroup's counterpart; a
+	// cgroup2 on it (a unified layout) goes onto that.
+	cg := &mountinfo.Info{ID: k.cgID, Mountpoint: mounts.CgroupRoot}
+	if top := stackTop(kids, cg); top != cg && isCgroup(top) {
+		want[top.ID] = node{m: top, parent: onHostCg, kind: cgroupDir}
+		walk(top, top.ID, cgroupDir)
+	} else if top == cg {
+		walk(cg, onHostCg, cgroupDir)
+	}
 	return want
 }
 
@@ -274,8 +310,15 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 func (k *Keeper) copy(n node) error {
 	var fd int
 	err := k.c.Do(func() error {
-		rel, _ := relative(k.c.RunDir, n.m.Mountpoint)
-		src, err := beneath.Dir(k.run, rel, false)
+		base, rel := k.run, ""
+		if r, ok := relative(k.c.RunDir, n.m.Mountpoint); ok {
+			rel = r
+		} else if r, ok := relative(mounts.CgroupRoot, n.m.Mountpoint); ok {
+			base, rel = k.cg, r
+		} else if n.m.Mountpoint == mounts.CgroupRoot {
+			base, rel = k.cg, "."
+		}
+		src, err := beneath.Dir(base, rel, false)
 		if err != nil {
 			return err
 		}
@@ -316,17 +359,19 @@ func (k *Keeper) copy(n node) error {
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		return fmt.Errorf("set attributes: %w", err)
 	}
-	parent := k.host
+	parent := map[int]int{onHost: k.host, onHostCg: k.hostCg}[n.parent]
 	if n.parent >= 0 {
 		parent = k.copies[n.parent].fd
 	}
 	// The directory is in a filesystem the level writes: resolved below
 	// the parent's copy, on that mount, following nothing.
-	to, err := beneath.Dir(parent, n.rel, true)
-	if err != nil {
-		return fmt.Errorf("mount point: %w", err)
+	to := parent
+	if n.rel != "" {
+		if to, err = beneath.Dir(parent, n.rel, true); err != nil {
+			return fmt.Errorf("mount point: %w", err)
+		}
+		defer unix.Close(to)
 	}
-	defer unix.Close(to)
 	if err := unix.MoveMount(fd, "", to, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
@@ -357,24 +402,25 @@ func (k *Keeper) readTable() ([]*mountinfo.Info, error) {
 func tops(kids map[int][]*mountinfo.Info, parent *mountinfo.Info) []*mountinfo.Info {
 	var out []*mountinfo.Info
 	for _, m := range kids[parent.ID] {
-		if m.ID == parent.ID {
-			continue
-		}
-		top := m
-		for moved := true; moved; {
-			moved = false
-			for _, s := range kids[top.ID] {
-				if s.Mountpoint == top.Mountpoint && s.ID != top.ID {
-					top, moved = s, true
-					break
-				}
-			}
-		}
-		if top.Mountpoint != parent.Mountpoint {
-			out = append(out, top)
+		if m.ID != parent.ID && m.Mountpoint != parent.Mountpoint {
+			out = append(out, stackTop(kids, m))
 		}
 	}
 	return out
+}
+
+// stackTop is the last mount stacked on m at its own mount point.
+func stackTop(kids map[int][]*mountinfo.Info, m *mountinfo.Info) *mountinfo.Info {
+	for moved := true; moved; {
+		moved = false
+		for _, s := range kids[m.ID] {
+			if s.Mountpoint == m.Mountpoint && s.ID != m.ID {
+				m, moved = s, true
+				break
+			}
+		}
+	}
+	return m
 }
 
 // count is the number of mounts below id.

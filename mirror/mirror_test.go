@@ -10,26 +10,27 @@ import (
 )
 
 // The prepared namespace of a --user level "lv" as the kernel lists it:
-// its run directory (ID 100) and what the level and a nested level put
-// there, junk among it.
+// its run directory (ID 100), its mirror at /sys/fs/cgroup (ID 200), and
+// what the level and a nested level put there, junk among it.
 const table = `100 50 0:90 / /run/cl-unshare rw - tmpfs cl-unshare rw,size=64k
-101 100 0:91 / /run/cl-unshare/cgroup rw - tmpfs tmpfs rw,size=64k,mode=755
-102 101 0:30 /lv/level /run/cl-unshare/cgroup/unified rw - cgroup2 cgroup2 rw
-103 101 0:31 /lv/level /run/cl-unshare/cgroup/memory rw - cgroup cgroup rw,memory
-104 101 0:92 / /run/cl-unshare/cgroup/junk rw - tmpfs junk rw
-105 104 0:30 /lv/level /run/cl-unshare/cgroup/junk/under rw - cgroup2 cgroup2 rw
-106 102 0:30 /lv/level /run/cl-unshare/cgroup/unified/extra rw - cgroup2 cgroup2 rw
+200 60 0:91 / /sys/fs/cgroup rw - tmpfs cl-unshare rw,size=64k,mode=755
+202 200 0:30 /lv/level /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+203 200 0:31 /lv/level /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+204 200 0:92 / /sys/fs/cgroup/junk rw - tmpfs junk rw
+205 204 0:30 /lv/level /sys/fs/cgroup/junk/under rw - cgroup2 cgroup2 rw
+206 202 0:30 /lv/level /sys/fs/cgroup/unified/extra rw - cgroup2 cgroup2 rw
+101 100 0:93 / /run/cl-unshare/cgroup rw - cgroup2 cgroup2 rw
 107 100 0:93 / /run/cl-unshare/levels/n2 rw - tmpfs cl-unshare rw,size=64k
-108 107 0:94 / /run/cl-unshare/levels/n2/cgroup rw - tmpfs tmpfs rw,size=64k
+108 107 0:94 / /run/cl-unshare/levels/n2/cgroup rw - tmpfs cl-unshare rw,size=64k
 109 108 0:30 /lv/level/n2/level /run/cl-unshare/levels/n2/cgroup/unified rw - cgroup2 cgroup2 rw
 110 100 0:95 / /run/cl-unshare/etc rw - ext4 /dev/vda rw
 111 100 0:96 / /run/cl-unshare/levels/bad..name/x rw - tmpfs x rw
 112 107 0:97 / /run/cl-unshare/levels/n2/levels/n3 rw - cgroup2 cgroup2 rw
-113 101 0:98 / /run/cl-unshare/cgroup rw - tmpfs over rw
 `
 
-func TestPlan(t *testing.T) {
-	infos, err := mounts.Parse(strings.NewReader(table))
+func plan(t *testing.T, text string) ([]string, map[int]node, map[int][]*mountinfo.Info) {
+	t.Helper()
+	infos, err := mounts.Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,37 +38,41 @@ func TestPlan(t *testing.T) {
 	for _, m := range infos {
 		kids[m.Parent] = append(kids[m.Parent], m)
 	}
-	k := &Keeper{c: Config{RunDir: "/run/cl-unshare"}, runID: 100}
+	k := &Keeper{c: Config{RunDir: "/run/cl-unshare"}, runID: 100, cgID: 200}
 	want := k.plan(kids)
 	var got []string
 	for _, n := range order(want) {
 		got = append(got, n.m.Mountpoint)
 	}
-	// 113 is mounted on 101, at the same place: the visible one counts,
-	// and 101's mounts, hidden under it, are not mirrored.
-	exp := []string{"/run/cl-unshare/levels/n2", "/run/cl-unshare/levels/n2/cgroup",
-		"/run/cl-unshare/levels/n2/cgroup/unified", "/run/cl-unshare/cgroup"}
+	return got, want, kids
+}
+
+func TestPlan(t *testing.T) {
+	// 101, a cgroupfs where the top run directory's mirror used to be, is
+	// not the mirror: that is the level's /sys/fs/cgroup.
+	got, want, kids := plan(t, table)
+	exp := []string{"/run/cl-unshare/levels/n2", "/run/cl-unshare/levels/n2/cgroup", "/run/cl-unshare/levels/n2/cgroup/unified",
+		"/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified/extra"}
 	if !slices.Equal(got, exp) {
 		t.Errorf("plan = %q, want %q", got, exp)
 	}
 	if n := want[109]; n.parent != 108 || n.rel != "unified" {
 		t.Errorf("109 goes below %d at %q", n.parent, n.rel)
 	}
-	if c := count(kids, 100); c != 13 {
-		t.Errorf("count below the run directory = %d, want 13", c)
+	if n := want[202]; n.parent != onHostCg || n.rel != "unified" {
+		t.Errorf("202 goes below %d at %q", n.parent, n.rel)
+	}
+	if c := count(kids, 100) + count(kids, 200); c != 12 {
+		t.Errorf("count below the run directory and mirror = %d, want 12", c)
 	}
 
-	// Without the stacked tmpfs, the layout and its cgroup filesystems.
-	kids[101] = slices.DeleteFunc(kids[101], func(m *mountinfo.Info) bool { return m.ID == 113 })
-	got = nil
-	for _, n := range order(k.plan(kids)) {
-		got = append(got, n.m.Mountpoint)
-	}
-	exp = []string{"/run/cl-unshare/cgroup", "/run/cl-unshare/cgroup/unified", "/run/cl-unshare/cgroup/memory",
-		"/run/cl-unshare/cgroup/unified/extra", "/run/cl-unshare/levels/n2", "/run/cl-unshare/levels/n2/cgroup",
-		"/run/cl-unshare/levels/n2/cgroup/unified"}
-	if !slices.Equal(got, exp) {
-		t.Errorf("plan = %q, want %q", got, exp)
+	// A unified layout: cgroup2 on the mirror's root goes onto the host's.
+	got, want, _ = plan(t, "100 50 0:90 / /run/cl-unshare rw - tmpfs cl-unshare rw\n"+
+		"200 60 0:91 / /sys/fs/cgroup rw - tmpfs cl-unshare rw\n"+
+		"201 200 0:30 /lv/level /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"+
+		"202 201 0:30 /lv/level /sys/fs/cgroup/extra rw - cgroup2 cgroup2 rw\n")
+	if !slices.Equal(got, []string{"/sys/fs/cgroup", "/sys/fs/cgroup/extra"}) || want[201].parent != onHostCg || want[201].rel != "" || want[202].parent != 201 {
+		t.Errorf("unified plan = %q, %+v", got, want)
 	}
 }
 

@@ -79,7 +79,7 @@ func LayoutFromMounts(infos []*mountinfo.Info) (Layout, error) {
 	default:
 		return Layout{}, fmt.Errorf("%s is %s, not tmpfs or cgroup2", CgroupRoot, root.FSType)
 	}
-	l := Layout{Kind: Legacy, FS: []FS{{Type: "tmpfs", Data: "mode=755,size=64k"}}}
+	l := Layout{Kind: Legacy, FS: []FS{{Type: "tmpfs", Data: LayoutRootData}}}
 	var dirs []string
 	for rel := range top {
 		if rel != "" {

@@ -52,6 +52,15 @@ func MountTmpfs(dir string) error {
 	return mount("mount tmpfs", "cl-unshare", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=64k")
 }
 
+// LayoutRootData is how a layout's root tmpfs is mounted: it holds only
+// mount points and symlinks.
+const LayoutRootData = "mode=755,size=64k"
+
+// MountLayoutRoot mounts the tmpfs a level's /sys/fs/cgroup starts as.
+func MountLayoutRoot(dir string) error {
+	return mount("mount tmpfs", "cl-unshare", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, LayoutRootData)
+}
+
 // MakeShared puts the mount at dir in a peer group of its own (or keeps its
 // group if it has one).
 func MakeShared(dir string) error {
@@ -125,11 +134,15 @@ func DetachMatching(infos []*mountinfo.Info, drop func(*mountinfo.Info) bool) er
 	return nil
 }
 
-// Build mounts a fresh copy of layout at dir. Called inside a new cgroup
-// namespace, every cgroupfs is rooted at that namespace's root. The caller
-// undoes a failure by detaching dir.
+// Build mounts a fresh copy of layout at dir, which is a tmpfs (see
+// MountLayoutRoot): where the layout's root is a tmpfs, dir is that root.
+// Called inside a new cgroup namespace, every cgroupfs is rooted at that
+// namespace's root. The caller undoes a failure by detaching dir.
 func Build(l Layout, dir string) error {
 	for _, fs := range l.FS {
+		if fs.Dir == "" && fs.Type == "tmpfs" {
+			continue
+		}
 		target := filepath.Join(dir, fs.Dir)
 		if fs.Dir != "" {
 			if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {

@@ -88,11 +88,14 @@ func run(c *Config) (string, error) {
 			if c.UserNS {
 				return propagationUserNS(c.RunDir)
 			}
-			return propagation(c.LevelDir)
+			// First: as peers of the host's mounts, the unmounts below
+			// would reach the host.
+			return mounts.SlaveAll()
 		}},
-		// With a user namespace the launcher did these two before the
+		// With a user namespace the launcher did these before the
 		// namespace existed (PrepareMounts), where they can be undone.
 		{StepHide, skipIfUserNS(hide)},
+		{StepMirror, skipIfUserNS(mirror)},
 		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
 		{StepCgroupMount, cgroupMounts},
 		{StepProc, func(c *Config) error {
@@ -266,18 +269,37 @@ func unshareCgroupNS(*Config) error {
 	return nil
 }
 
-// propagation makes every mount a slave, so host mounts still arrive and
-// nothing made here leaks out, then puts the level's run directory back
-// in the host's peer group: the one way out, for cgroup mounts.
-func propagation(levelDir string) error {
-	if err := mounts.SlaveAll(); err != nil {
-		return err
+// mirror puts the level's mirror at /sys/fs/cgroup and its run directory
+// back in the host's peer groups, after SlaveAll made every mount a
+// slave (host mounts still arrive, nothing made here leaks out). The two
+// peer groups are the ways out: the mirror's, for the cgroup filesystems
+// built on it, and the run directory's, for nested levels' run
+// directories. The mirror must move before the run directory rejoins:
+// the kernel moves no mount out of a shared one.
+func mirror(c *Config) error {
+	defer unix.Close(LevelFD)
+	own := filepath.Join(c.LevelDir, "cgroup")
+	host, err := unix.Openat(LevelFD, "cgroup", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the host's mirror: %w", err)
 	}
-	if err := mounts.MakePrivate(levelDir); err != nil {
-		return err
+	defer unix.Close(host)
+	for _, step := range []func() error{
+		func() error { return mounts.MakePrivate(c.LevelDir) },
+		func() error { return mounts.MakePrivate(own) },
+		func() error { return setGroup(host, own) },
+		func() error { return mounts.Move(own, mounts.CgroupRoot) },
+		func() error { return setGroup(LevelFD, c.LevelDir) },
+	} {
+		if err := step(); err != nil {
+			return err
+		}
 	}
-	err := mounts.JoinGroup(LevelFD, levelDir)
-	unix.Close(LevelFD)
+	return nil
+}
+
+func setGroup(fd int, dir string) error {
+	err := mounts.JoinGroup(fd, dir)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		return fmt.Errorf("%w (MOVE_MOUNT_SET_GROUP needs Linux 5.15 or later)", err)
 	}
@@ -310,6 +332,18 @@ func PrepareMounts(c *Config) error {
 		// reach the host.
 		{StepPropagation, mounts.SlaveAll},
 		{StepHide, func() error { return hide(c) }},
+		{StepMirror, func() error {
+			// The level's /sys/fs/cgroup starts as this copy of its
+			// mirror, locked; what it mounts there reaches this one.
+			own := filepath.Join(c.LevelDir, "cgroup")
+			if err := mounts.MakePrivate(c.LevelDir); err != nil {
+				return err
+			}
+			if err := mounts.MakePrivate(own); err != nil {
+				return err
+			}
+			return mounts.Move(own, mounts.CgroupRoot)
+		}},
 		{StepRunDir, func() error {
 			if err := mounts.Move(c.LevelDir, c.RunDir); err != nil {
 				return err
@@ -335,18 +369,20 @@ func PrepareMounts(c *Config) error {
 // syncFile is the socket to the launcher, for requests mid-way.
 var syncFile *os.File
 
-// propagationUserNS: the run directory, already at RUN (PrepareMounts),
-// is locked here and a slave; a bind of it onto itself is ours to change.
-// Made private, the launcher (which holds CAP_SYS_ADMIN over both
-// namespaces) joins it to the host's peer group through /proc/PID/root
-// with MOVE_MOUNT_SET_GROUP.
+// propagationUserNS: the run directory, already at RUN, and the mirror,
+// at /sys/fs/cgroup (PrepareMounts), are locked here; a bind of each onto
+// itself is ours to change. Made private, the launcher (which holds
+// CAP_SYS_ADMIN over both namespaces) joins them to peer groups of its
+// own through /proc/PID/root with MOVE_MOUNT_SET_GROUP.
 func propagationUserNS(runDir string) error {
 	unix.Close(LevelFD)
-	if err := mounts.BindTree(runDir, runDir); err != nil {
-		return err
-	}
-	if err := mounts.MakePrivate(runDir); err != nil {
-		return err
+	for _, dir := range []string{runDir, mounts.CgroupRoot} {
+		if err := mounts.BindTree(dir, dir); err != nil {
+			return err
+		}
+		if err := mounts.MakePrivate(dir); err != nil {
+			return err
+		}
 	}
 	return ask(syncFile, message{Type: "set-group"}, -1)
 }
@@ -430,17 +466,11 @@ func hide(c *Config) error {
 	})
 }
 
-// cgroupMounts builds the host's layout at RUN/cgroup, where it propagates
-// to the host, and binds it at /sys/fs/cgroup as a peer of that.
+// cgroupMounts builds the host's layout at /sys/fs/cgroup, the level's
+// copy of its mirror: each mount propagates to the host's (or, with a
+// user namespace, the launcher's) and is mounted once here.
 func cgroupMounts(c *Config) error {
-	mirror := filepath.Join(c.RunDir, "cgroup")
-	if err := os.Mkdir(mirror, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if err := mounts.Build(c.Layout, mirror); err != nil {
-		return err
-	}
-	return mounts.BindTree(mirror, mounts.CgroupRoot)
+	return mounts.Build(c.Layout, mounts.CgroupRoot)
 }
 
 // execCommand looks the command up first, so "not found" is a start error

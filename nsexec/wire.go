@@ -101,6 +101,7 @@ const (
 	StepCgroupNS    = "unshare cgroup namespace"
 	StepPropagation = "mount propagation"
 	StepHide        = "hide host mounts"
+	StepMirror      = "cgroup mirror"
 	StepRunDir      = "run directory"
 	StepCgroupMount = "cgroup mounts"
 	StepProc        = "mount /proc"

@@ -161,14 +161,20 @@ func TestFreshSysFsCgroup(t *testing.T) {
 // layoutOf keeps what defines a cgroup layout: the mounts at and directly
 // under /sys/fs/cgroup, with their types.
 func layoutOf(lines []string) []string {
-	var out []string
+	// What is visible: a later mount at a path hides an earlier one (a
+	// mirror's cgroup2 on its tmpfs root, on a unified host).
+	top := map[string]string{}
 	for _, l := range lines {
 		f := strings.Fields(l)
 		rel := strings.TrimPrefix(f[0], "/sys/fs/cgroup")
 		if rel == f[0] || strings.Count(rel, "/") > 1 {
 			continue
 		}
-		out = append(out, rel+" "+f[1])
+		top[rel] = rel + " " + f[1]
+	}
+	var out []string
+	for _, v := range top {
+		out = append(out, v)
 	}
 	sort.Strings(out)
 	return out

@@ -320,11 +320,11 @@ func oneLine(s, msg string) bool {
 func TestSetupStepFailures(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
-		"unshare cgroup namespace", "mount propagation", "hide host mounts", "run directory",
+		"unshare cgroup namespace", "mount propagation", "hide host mounts", "cgroup mirror", "run directory",
 		"cgroup mounts", "before exec", "crash:cgroup mounts",
 		// With --user the first three mount steps run in the launcher, on
 		// a thread of its own (nsexec.PrepareMounts).
-		"user:mount propagation", "user:hide host mounts", "user:run directory",
+		"user:mount propagation", "user:hide host mounts", "user:cgroup mirror", "user:run directory",
 		"user:cgroup mounts", "user:crash:cgroup mounts", "user:unshare mount namespace",
 		// With --mount-proc too, the launcher attaches the level's /proc.
 		"userproc:unshare mount namespace", "userproc:attach proc", "user:mirror"} {

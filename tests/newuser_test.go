@@ -13,6 +13,7 @@ import (
 
 	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
 )
 
 // Issue 9 item 2: --set takes a controller's files, never a core file:
@@ -212,5 +213,40 @@ func TestMessagesSayWhatWorks(t *testing.T) {
 		if !ok {
 			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// Issue 9 item 5: inside a level each cgroup filesystem is mounted once,
+// at /sys/fs/cgroup, as on a host (tools take the first they find), and
+// the host's mirror still shows it.
+func TestCgroupMountedOnce(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	for _, args := range [][]string{nil, {"--user"}} {
+		t.Run(fmt.Sprintf("%v", args), func(t *testing.T) {
+			noLeaks(t)
+			r := clu(t, append(args, "--", "/bin/sh", "-c", "cat /proc/self/mountinfo")...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			infos, err := mounts.Parse(strings.NewReader(r.stdout))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string][]string{}
+			for _, m := range infos {
+				if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+					key := fmt.Sprintf("%d:%d", m.Major, m.Minor)
+					seen[key] = append(seen[key], m.Mountpoint)
+				}
+			}
+			if len(seen) != len(hierarchies(t)) {
+				t.Errorf("the level has %d cgroup filesystems, the host %d: %v", len(seen), len(hierarchies(t)), seen)
+			}
+			for sb, at := range seen {
+				if len(at) != 1 || !mounts.Under(at[0], mounts.CgroupRoot) {
+					t.Errorf("cgroup filesystem %s is mounted at %v, want once below /sys/fs/cgroup", sb, at)
+				}
+			}
+		})
 	}
 }
