@@ -41,7 +41,6 @@ func Check() Report {
 	r.Features["clone_into_cgroup"] = at(5, 7)
 	r.Features["move_mount_set_group"] = at(5, 15)
 	r.Features["user_namespaces"] = readInt("/proc/sys/user/max_user_namespaces") > 0
-	r.Features["nsdelegate"] = nsDelegate()
 	if !r.Features["cgroup_namespaces"] {
 		problem("no cgroup namespaces (Linux 4.6+)")
 	}
@@ -57,6 +56,7 @@ func Check() Report {
 		problem("read mountinfo: %v", err)
 		return finish(r)
 	}
+	r.Features["nsdelegate"] = nsDelegate(infos)
 	if l, err := mounts.LayoutFromMounts(infos); err != nil {
 		problem("cgroup layout: %v", err)
 	} else {
@@ -95,7 +95,11 @@ func Check() Report {
 			}
 		}
 	}
-	r.Enforcement = enforcement(nil)
+	v1, v2 := false, false
+	for _, h := range hs {
+		v1, v2 = v1 || !h.V2(), v2 || h.V2()
+	}
+	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with --user: " + enforcement(true, false, false, false) + ")"
 	return finish(r)
 }
 

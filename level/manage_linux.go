@@ -10,7 +10,7 @@ import (
 
 	"github.com/cl-unshare/cl-unshare/internal/beneath"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
-	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -123,7 +123,11 @@ func usable(name string, i *Info, err error) (*Info, error) {
 
 // Inspect returns everything about one level.
 func Inspect(runDir, name string) (*Info, error) {
-	i, err := Find(runDir, name)
+	w, err := newWalker(runDir)
+	if err != nil {
+		return nil, err
+	}
+	i, err := w.find(name)
 	if err != nil || i.Invalid != "" {
 		return i, err
 	}
@@ -154,7 +158,9 @@ func Inspect(runDir, name string) (*Info, error) {
 	if i.CmdPID != 0 {
 		i.Namespaces = &Namespaces{Cgroup: nsInode(i.CmdPID, "cgroup"), Mount: nsInode(i.CmdPID, "mnt")}
 	}
-	i.Enforcement = enforcement(i)
+	_, v2 := i.Cgroups["cgroup2"]
+	guarded := i.state.User != nil && !i.state.User.OwnsLimits
+	i.Enforcement = enforcement(guarded, nsDelegate(w.infos), len(i.Cgroups) > 1 || !v2 && len(i.Cgroups) > 0, v2)
 	return i, nil
 }
 
@@ -175,20 +181,34 @@ func nsInode(pid int, ns string) uint64 {
 	return st.Ino
 }
 
-// enforcement says how "cannot raise its limits" holds for the level.
-func enforcement(*Info) string {
-	if nsDelegate() {
-		return "outer-cgroup+nsdelegate: limits sit on the outer cgroup, above the level's namespace root, and the kernel refuses writes to the root's own limit files (EPERM)"
+// enforcement says how "cannot raise its limits" holds for a level with
+// (user) or without a user namespace, on cgroup2 (with nsdelegate or not)
+// and v1 hierarchies: whether a write to its root's limit files fails or
+// only has no effect.
+func enforcement(user, nsdelegate, v1, v2 bool) string {
+	const base = "limits sit on the outer cgroup, above the level's namespace root"
+	if user {
+		return "outer-cgroup+ownership: " + base + "; writes to the root's own limit files fail (EACCES): their owner is not mapped in the level's user namespace"
 	}
-	return "outer-cgroup: limits sit on the outer cgroup, above the level's namespace root; writes to the root's own files succeed but never raise the effective limit"
+	var how []string
+	if v2 && nsdelegate {
+		how = append(how, "on cgroup2 they fail (EPERM, nsdelegate)")
+	} else if v2 {
+		how = append(how, "on cgroup2 they succeed, without raising anything")
+	}
+	if v1 {
+		how = append(how, "on cgroup v1 they succeed, without raising anything")
+	}
+	kind := "outer-cgroup"
+	if v2 && nsdelegate && !v1 {
+		kind = "outer-cgroup+nsdelegate"
+	}
+	return kind + ": " + base + "; writes to the root's own limit files: " + strings.Join(how, "; ") +
+		". Without --user this is no boundary: root in the level is root on the host"
 }
 
 // nsDelegate reports whether the visible cgroup2 mount has nsdelegate.
-func nsDelegate() bool {
-	infos, err := mounts.Current()
-	if err != nil {
-		return false
-	}
+func nsDelegate(infos []*mountinfo.Info) bool {
 	for _, m := range infos {
 		if m.FSType == "cgroup2" && strings.Contains(","+m.VFSOptions+",", ",nsdelegate,") {
 			return true

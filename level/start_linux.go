@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -572,6 +573,26 @@ func (l *Level) recordCgroups(writes []cgroup.Write) {
 	}
 }
 
+// unmapped is an id of this process's user namespace (whose map is in
+// file, /proc/self/uid_map) that map m leaves out, 0 (root) where it can:
+// the owner of files the level may not write. A level nested in a --user
+// level with its parent's root (0:0:65536) may find none.
+func unmapped(m IDMap, file string) (int, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	ours := parseIDMaps(string(b))
+	for _, id := range []int{0, 65534, m.Outer + m.Count, m.Outer - 1} {
+		if id >= 0 && (id < m.Outer || id >= m.Outer+m.Count) && slices.ContainsFunc(ours, func(e IDMap) bool {
+			return id >= e.Inner && id < e.Inner+e.Count
+		}) {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
 // handOver gives the level's root (a host id in a user namespace) what a
 // delegatee gets: its inner cgroup directories and, in them, the files the
 // kernel lists as delegatable, plus its run directory. The limit files stay
@@ -582,16 +603,33 @@ func (l *Level) handOver(cfg Config) error {
 	if b, err := os.ReadFile("/sys/kernel/cgroup/delegate"); err == nil {
 		files = strings.Fields(string(b))
 	}
+	// The rest of the root's files are the host's root's, which the
+	// level's user namespace does not map, so the kernel refuses its
+	// writes. Unless it maps root itself (-r, run as root): then they go
+	// to an id it does not map, for the same refusal.
+	keeper, ok1 := unmapped(cfg.UIDMap, "/proc/self/uid_map")
+	keeperG, ok2 := unmapped(cfg.GIDMap, "/proc/self/gid_map")
+	l.state.User.OwnsLimits = !ok1 || !ok2
 	for _, d := range l.cgroups.Dirs {
-		own := []string{d.Inner}
 		names := files
 		if !d.V2() {
 			names = []string{"cgroup.procs", "tasks"}
 		}
-		for _, f := range names {
-			own = append(own, filepath.Join(d.Inner, f))
+		if ok1 && ok2 && (keeper != 0 || keeperG != 0) {
+			ents, err := os.ReadDir(d.Inner)
+			if err != nil {
+				return fmt.Errorf("hand over %s: %w", d.Inner, err)
+			}
+			for _, e := range ents {
+				if p := filepath.Join(d.Inner, e.Name()); !e.IsDir() && !slices.Contains(names, e.Name()) {
+					if err := os.Lchown(p, keeper, keeperG); err != nil {
+						return fmt.Errorf("keep %s from the level's root (%d:%d): %w", p, keeper, keeperG, err)
+					}
+				}
+			}
 		}
-		for _, p := range own {
+		for _, p := range append([]string{""}, names...) {
+			p = filepath.Join(d.Inner, p)
 			if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("hand %s to the level's root (%d:%d): %w", p, uid, gid, err)
 			}

@@ -39,6 +39,11 @@ type State struct {
 type UserNS struct {
 	UIDMap IDMap `json:"uid_map"`
 	GIDMap IDMap `json:"gid_map"`
+	// OwnsLimits: its root owns its root cgroup's limit files, for want
+	// of an id to give them that its map leaves out (a level nested in a
+	// --user level, with that level's root). Writes to them then succeed,
+	// without raising anything.
+	OwnsLimits bool `json:"owns_limits,omitempty"`
 }
 
 // root is the host ids of the namespace's root.

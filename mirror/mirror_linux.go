@@ -310,13 +310,22 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 func (k *Keeper) copy(n node) error {
 	var fd int
 	err := k.c.Do(func() error {
+		// Below the mirror, from whatever is mounted on top of its root
+		// (a cgroup2 on unified hosts): opened from /, whose mount
+		// points in this namespace are the host's, not the level's.
 		base, rel := k.run, ""
 		if r, ok := relative(k.c.RunDir, n.m.Mountpoint); ok {
 			rel = r
-		} else if r, ok := relative(mounts.CgroupRoot, n.m.Mountpoint); ok {
-			base, rel = k.cg, r
-		} else if n.m.Mountpoint == mounts.CgroupRoot {
-			base, rel = k.cg, "."
+		} else {
+			top, err := unix.Open(mounts.CgroupRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(top)
+			base, rel = top, "."
+			if r, ok := relative(mounts.CgroupRoot, n.m.Mountpoint); ok {
+				rel = r
+			}
 		}
 		src, err := beneath.Dir(base, rel, false)
 		if err != nil {

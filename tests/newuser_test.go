@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -247,6 +248,56 @@ func TestCgroupMountedOnce(t *testing.T) {
 					t.Errorf("cgroup filesystem %s is mounted at %v, want once below /sys/fs/cgroup", sb, at)
 				}
 			}
+		})
+	}
+}
+
+// Issue 9 item 6: in every --user level (-r as root too, where the
+// level's root is host uid 0) the root's limit files refuse writes; and
+// inspect's enforcement says, per mode and layout, whether a write fails
+// or only has no effect, which the write itself shows.
+func TestEnforcementTruth(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	cs := needController(t, "pids")
+	for _, args := range [][]string{nil, {"--user"}, {"--user", "-r"}} {
+		t.Run(fmt.Sprintf("%v", args), func(t *testing.T) {
+			noLeaks(t)
+			dir := t.TempDir()
+			os.Chmod(dir, 0o777)
+			os.Chmod(filepath.Dir(dir), 0o755)
+			l := start(t, nil, append(append([]string{"--pids-max", "40"}, args...), script(
+				fmt.Sprintf("echo 1000 > %s/pids.max 2>/dev/null; echo $? > %s/wrote", cs["pids"].inside, dir),
+				"echo $$ > "+dir+"/pid", "sleep 600")...)...)
+			pidOf(t, l, dir+"/pid")
+			failed := mustRead(t, dir+"/wrote") != "0"
+			r := cmd(t, "inspect", "--json", l.name)
+			var in lvl.Info
+			if err := json.Unmarshal([]byte(r.stdout), &in); err != nil {
+				t.Fatalf("inspect: %v: %s", err, r.stderr)
+			}
+			e := in.Enforcement
+			var says bool // whether it says the write fails
+			switch {
+			case args != nil:
+				says = strings.Contains(e, "fail (EACCES)")
+			case cs["pids"].v2:
+				says = strings.Contains(e, "on cgroup2 they fail")
+				if !says && !strings.Contains(e, "on cgroup2 they succeed") {
+					t.Errorf("enforcement says nothing of cgroup2: %q", e)
+				}
+			default:
+				says = !strings.Contains(e, "on cgroup v1 they succeed")
+			}
+			if args != nil && !failed {
+				t.Errorf("a write to the root's pids.max succeeded in a %v level", args)
+			}
+			if failed != says {
+				t.Errorf("the write failed=%v, but enforcement says %q", failed, e)
+			}
+			if got := mustRead(t, filepath.Join(outer(cs["pids"].h, l.name), "pids.max")); got != "40" {
+				t.Errorf("the outer pids.max is %s", got)
+			}
+			l.stop(t)
 		})
 	}
 }
