@@ -6,7 +6,7 @@ BIN     := bin/cl-unshare
 TAGS    := urfave_cli_no_docs
 UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/...
 
-.PHONY: all build install test test-vm unit integration bench lint clean verify-deps
+.PHONY: all build install test test-vm unit integration bench lint clean verify-deps fuzz
 
 all: build
 
@@ -30,6 +30,16 @@ integration:
 # Median start latency beside util-linux unshare, measured in one run.
 bench:
 	$(GO) test -run '^$$' -bench StartLatency -benchtime 100x ./tests
+
+# Each fuzz target for FUZZTIME (their seeds run with the unit tests).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(UNIT)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 # staticcheck comes through the module proxy at a pinned version; it is a
 # tool, not a dependency of the module (go.mod does not change).

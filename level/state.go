@@ -219,12 +219,17 @@ func readState(runDir, name string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeState(b, name)
+}
+
+// decodeState decodes the record of level name.
+func decodeState(b []byte, name string) (*State, error) {
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("state of level %s: %w", name, err)
+		return nil, fmt.Errorf("state file %s.json: %w", name, err)
 	}
 	if s.Name != name {
-		return nil, fmt.Errorf("state of level %s names %q", name, s.Name)
+		return nil, fmt.Errorf("state file %s.json names %q", name, s.Name)
 	}
 	return &s, nil
 }

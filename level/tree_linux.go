@@ -1,7 +1,6 @@
 package level
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -196,14 +195,7 @@ func readNested(pdir int, name string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state file %s.json: %w", name, err)
 	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("state file %s.json: %w", name, err)
-	}
-	if s.Name != name {
-		return nil, fmt.Errorf("state file %s.json names %q", name, s.Name)
-	}
-	return &s, nil
+	return decodeState(b, name)
 }
 
 // nestedCgroups maps a nested record's cgroups (paths as its supervisor,

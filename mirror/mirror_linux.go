@@ -273,6 +273,9 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 	var walk func(parent *mountinfo.Info, id, kind int)
 	walk = func(parent *mountinfo.Info, id, kind int) {
 		for _, m := range tops(kids, parent) {
+			if _, seen := want[m.ID]; seen {
+				continue // a table read while it changed may loop
+			}
 			rel, ok := relative(parent.Mountpoint, m.Mountpoint)
 			if !ok {
 				continue
@@ -420,10 +423,12 @@ func tops(kids map[int][]*mountinfo.Info, parent *mountinfo.Info) []*mountinfo.I
 
 // stackTop is the last mount stacked on m at its own mount point.
 func stackTop(kids map[int][]*mountinfo.Info, m *mountinfo.Info) *mountinfo.Info {
+	seen := map[int]bool{m.ID: true}
 	for moved := true; moved; {
 		moved = false
 		for _, s := range kids[m.ID] {
-			if s.Mountpoint == m.Mountpoint && s.ID != m.ID {
+			if s.Mountpoint == m.Mountpoint && !seen[s.ID] {
+				seen[s.ID] = true
 				m, moved = s, true
 				break
 			}
@@ -434,13 +439,19 @@ func stackTop(kids map[int][]*mountinfo.Info, m *mountinfo.Info) *mountinfo.Info
 
 // count is the number of mounts below id.
 func count(kids map[int][]*mountinfo.Info, id int) int {
-	n := 0
-	for _, m := range kids[id] {
-		if m.ID != id {
-			n += 1 + count(kids, m.ID)
+	seen := map[int]bool{id: true}
+	var below func(id int) int
+	below = func(id int) int {
+		n := 0
+		for _, m := range kids[id] {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				n += 1 + below(m.ID)
+			}
 		}
+		return n
 	}
-	return n
+	return below(id)
 }
 
 // order lists nodes parents first.

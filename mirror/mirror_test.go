@@ -99,3 +99,32 @@ func TestRelativeAndNames(t *testing.T) {
 		}
 	}
 }
+
+// The prepared namespace's mount table, which the level fills (issue 9
+// item 7): whatever it holds, only mounts below the run directory and
+// /sys/fs/cgroup are picked, each at a plain path below its parent.
+func FuzzPlan(f *testing.F) {
+	f.Add(table)
+	f.Add("100 50 0:90 / /run/cl-unshare rw - tmpfs x rw\n101 100 0:91 / /run/cl-unshare/levels/a/../../x rw - tmpfs x rw\n")
+	f.Add("100 100 0:90 / /run/cl-unshare rw - tmpfs x rw\n200 200 0:1 / /sys/fs/cgroup rw - cgroup2 x rw\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		infos, err := mounts.Parse(strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		kids := map[int][]*mountinfo.Info{}
+		for _, m := range infos {
+			kids[m.Parent] = append(kids[m.Parent], m)
+		}
+		k := &Keeper{c: Config{RunDir: "/run/cl-unshare"}, runID: 100, cgID: 200}
+		for _, n := range order(k.plan(kids)) {
+			if !mounts.Under(n.m.Mountpoint, "/run/cl-unshare") && !mounts.Under(n.m.Mountpoint, mounts.CgroupRoot) {
+				t.Errorf("planned %s, outside the level's mounts", n.m.Mountpoint)
+			}
+			if strings.Contains("/"+n.rel+"/", "/../") || strings.HasPrefix(n.rel, "/") {
+				t.Errorf("planned %s at %q", n.m.Mountpoint, n.rel)
+			}
+		}
+		_ = count(kids, 100)
+	})
+}

@@ -120,6 +120,9 @@ func name(m Membership) string {
 func findMount(m Membership, infos []*mountinfo.Info) *mountinfo.Info {
 	var best *mountinfo.Info
 	for _, i := range infos {
+		if !path.IsAbs(i.Mountpoint) {
+			continue // not a place cgroups can be made at
+		}
 		if m.ID == 0 && i.FSType != "cgroup2" {
 			continue
 		}
