@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/level"
@@ -41,6 +40,10 @@ func newApp(code *exitCode) *cli.App {
 		Flags:                     flags(),
 		// Stop at CMD: its own options are not ours.
 		Action: func(c *cli.Context) error {
+			if c.App.Metadata["dry"] != nil {
+				_, err := parseConfig(c) // README's examples: only parsed
+				return err
+			}
 			cfg, err := configFrom(c)
 			if err != nil {
 				return err
@@ -51,12 +54,6 @@ func newApp(code *exitCode) *cli.App {
 			n, err := supervise(cfg)
 			*code = exitCode(n)
 			return err
-		},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
-				return fmt.Errorf("unknown option --%s (see cl-unshare --help)", f)
-			}
-			return fmt.Errorf("%w (see cl-unshare --help)", err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -89,8 +86,18 @@ func flags() []cli.Flag {
 	}
 }
 
-// configFrom turns the command line into a level.Config; each error names its flag.
+// configFrom turns the command line into a checked level.Config; each
+// error names its flag.
 func configFrom(c *cli.Context) (level.Config, error) {
+	cfg, err := parseConfig(c)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// parseConfig is configFrom without the checks against this host.
+func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg := level.Config{
 		Name:         c.String("name"),
 		CgroupParent: c.String("cgroup-parent"),
@@ -165,7 +172,7 @@ func configFrom(c *cli.Context) (level.Config, error) {
 		}
 		l.Set = append(l.Set, cgroup.Setting{File: file, Value: value})
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 func parseUint(s, what string, lo, hi uint64) (uint64, error) {

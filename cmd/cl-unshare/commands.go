@@ -45,32 +45,6 @@ func commands(code *exitCode) []*cli.Command {
 var boolOptions = map[string]bool{"--exec": true, "--pid": true, "-p": true, "--mount-proc": true,
 	"--init": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true}
 
-// isCommand reports whether args (without argv[0]) name a subcommand: the
-// first word that is not an option, if no "--" comes before it.
-func isCommand(args []string, cmds []*cli.Command) bool {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return false
-		case a == "-h" || a == "--help" || a == "-help":
-			continue
-		case strings.HasPrefix(a, "-"):
-			if !strings.Contains(a, "=") && !boolOptions[a] {
-				i++ // the option's value
-			}
-		default:
-			for _, c := range cmds {
-				if c.HasName(a) {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return false
-}
-
 func oneName(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
 		return "", fmt.Errorf("%s: needs exactly one level NAME (see cl-unshare %s --help)", c.Command.Name, c.Command.Name)
@@ -78,7 +52,26 @@ func oneName(c *cli.Context) (string, error) {
 	return c.Args().First(), nil
 }
 
+// dry reports whether the command line is only being parsed (tests of
+// README's examples); it then records what was parsed.
+func dry(c *cli.Context, parsed ...string) bool {
+	if c.App.Metadata["dry"] == nil {
+		return false
+	}
+	var flags []string
+	for _, f := range c.Command.Flags {
+		if n := f.Names()[0]; c.IsSet(n) {
+			flags = append(flags, n+"="+c.String(n))
+		}
+	}
+	c.App.Metadata["parsed"] = strings.Join(append(append([]string{c.Command.Name}, parsed...), flags...), " ")
+	return true
+}
+
 func listCmd(c *cli.Context) error {
+	if dry(c) {
+		return nil
+	}
 	levels, err := level.List(c.String("run-dir"))
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
@@ -134,7 +127,7 @@ func printJSON(w io.Writer, v any) error {
 
 func inspectCmd(c *cli.Context) error {
 	name, err := oneName(c)
-	if err != nil {
+	if err != nil || dry(c, name) {
 		return err
 	}
 	i, err := level.Inspect(c.String("run-dir"), name)
@@ -185,14 +178,7 @@ func parseSignal(s string) (unix.Signal, error) {
 }
 
 func killCmd(c *cli.Context) error {
-	// "kill NAME --signal SIG" as the usage line shows it: options after
-	// NAME are not parsed by the flag package, so take them here.
 	sigName, args := c.String("signal"), c.Args().Slice()
-	if len(args) == 3 && (args[1] == "--signal" || args[1] == "-s") {
-		sigName, args = args[2], args[:1]
-	} else if len(args) == 2 && strings.HasPrefix(args[1], "--signal=") {
-		sigName, args = strings.TrimPrefix(args[1], "--signal="), args[:1]
-	}
 	if len(args) != 1 {
 		return fmt.Errorf("kill: needs exactly one level NAME (see cl-unshare kill --help)")
 	}
@@ -200,6 +186,9 @@ func killCmd(c *cli.Context) error {
 	sig, err := parseSignal(sigName)
 	if err != nil {
 		return fmt.Errorf("--signal: %w", err)
+	}
+	if dry(c, name) {
+		return nil
 	}
 	if err := level.Kill(c.String("run-dir"), name, sig); err != nil {
 		return fmt.Errorf("kill %s: %w", name, err)
@@ -209,7 +198,7 @@ func killCmd(c *cli.Context) error {
 
 func freezeCmd(c *cli.Context, freeze bool) error {
 	name, err := oneName(c)
-	if err != nil {
+	if err != nil || dry(c, name) {
 		return err
 	}
 	if err := level.Freeze(c.String("run-dir"), name, freeze); err != nil {
@@ -219,6 +208,9 @@ func freezeCmd(c *cli.Context, freeze bool) error {
 }
 
 func gcCmd(c *cli.Context) error {
+	if dry(c, c.Args().Slice()...) {
+		return nil
+	}
 	lines, err := level.GC(c.String("run-dir"), c.Args().Slice()...)
 	for _, l := range lines {
 		fmt.Fprintln(c.App.Writer, l)
@@ -240,6 +232,9 @@ func execCmd(c *cli.Context, code *exitCode) error {
 	if len(argv) == 0 {
 		argv = []string{defaultShell()}
 	}
+	if dry(c, append([]string{name, "--"}, argv...)...) {
+		return nil
+	}
 	cfg := level.ExecConfig{RunDir: c.String("run-dir"), Name: name, Argv: argv, Cgroup: c.String("cgroup")}
 	n, err := superviseWith(func() (process, error) {
 		p, err := level.Exec(cfg)
@@ -253,6 +248,9 @@ func execCmd(c *cli.Context, code *exitCode) error {
 }
 
 func checkCmd(c *cli.Context, code *exitCode) error {
+	if dry(c) {
+		return nil
+	}
 	r := level.Check()
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, r); err != nil {

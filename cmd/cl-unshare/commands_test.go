@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestIsCommand(t *testing.T) {
+func TestCommandAt(t *testing.T) {
 	var code exitCode
 	cmds := commands(&code)
 	for _, c := range []struct {
@@ -28,8 +28,8 @@ func TestIsCommand(t *testing.T) {
 		{[]string{}, false},
 		{[]string{"-h"}, false},
 	} {
-		if got := isCommand(c.args, cmds); got != c.want {
-			t.Errorf("isCommand(%q) = %v, want %v", c.args, got, c.want)
+		if got := commandAt(append([]string{"cl-unshare"}, c.args...), cmds) >= 0; got != c.want {
+			t.Errorf("commandAt(%q) = %v, want %v", c.args, got, c.want)
 		}
 	}
 }

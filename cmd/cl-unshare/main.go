@@ -12,6 +12,7 @@ import (
 
 	"github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/nsexec"
+	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,18 +36,30 @@ func main() {
 // run runs the command line and returns the exit code.
 func run(args []string, stderr io.Writer) int {
 	var code exitCode
-	app := newApp(&code)
+	app, args := setup(args, &code)
 	app.ErrWriter = stderr
-	if cmds := commands(&code); isCommand(args[1:], cmds) {
-		app.Commands = cmds
-	} else {
-		args = optionalValues(args)
-	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
 		return errorCode(err)
 	}
 	return int(code)
+}
+
+// setup makes the app for one command line, and the line as it is to be
+// parsed: a subcommand's options before its arguments, --kill-child's
+// default value.
+func setup(args []string, code *exitCode) (*cli.App, []string) {
+	app := newApp(code)
+	app.OnUsageError = usageError("", app.Flags, args)
+	cmds := commands(code)
+	if commandAt(args, cmds) < 0 {
+		return app, optionalValues(args)
+	}
+	for _, c := range cmds {
+		c.OnUsageError = usageError(c.Name, c.Flags, args)
+	}
+	app.Commands = cmds
+	return app, reorder(args, cmds)
 }
 
 type exitCode int
