@@ -47,7 +47,7 @@ func (l *Level) Thaw() error { return l.cgroups.Freeze(false) }
 func (l *Level) Cgroups() map[string]Paths {
 	m := map[string]Paths{}
 	for _, d := range l.cgroups.Dirs {
-		m[d.Name()] = Paths{Outer: d.Outer, Inner: d.Inner}
+		m[d.Name()] = Paths{Outer: d.Outer, Inner: d.Inner, Leaf: d.Leaf}
 	}
 	return m
 }

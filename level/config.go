@@ -14,6 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultLeaf is the cgroup2 leaf a level's processes start in: inside,
+// /proc/self/cgroup shows 0::/init.
+const DefaultLeaf = "init"
+
 // DefaultRunDir is where levels are mirrored for the host.
 const DefaultRunDir = "/run/cl-unshare"
 
@@ -50,6 +54,12 @@ type Config struct {
 	// files in them are handed to that root, and nothing else.
 	User           bool
 	UIDMap, GIDMap IDMap
+	// Leaf names the cgroup2 cgroup below the level's namespace root where
+	// its processes start (DefaultLeaf if ""), so that the root holds no
+	// process and has every controller the level was given enabled for
+	// its children; NoLeaf keeps them in the root instead, as before.
+	Leaf   string
+	NoLeaf bool
 	// MirrorMax, with User, bounds the mounts the level may have under its
 	// /sys/fs/cgroup and run directory, which the host's mirror is copied
 	// from (mirror.DefaultMax if 0); a level over it is stopped.
@@ -127,6 +137,17 @@ func (c *Config) Validate() error {
 	}
 	if c.MirrorMax > 0 && !c.User {
 		return &FlagError{"--mirror-max", errors.New("needs --user (without it the level's mounts reach the host by propagation, and root in it is the host's root anyway)")}
+	}
+	switch {
+	case c.NoLeaf && c.Leaf != "":
+		return &FlagError{"--leaf", errors.New("cannot be combined with --no-leaf")}
+	case !c.NoLeaf && c.Leaf == "":
+		c.Leaf = DefaultLeaf
+	}
+	if c.Leaf != "" {
+		if err := ValidateName(c.Leaf); err != nil {
+			return &FlagError{"--leaf", err}
+		}
 	}
 	if c.Init && !c.PID {
 		return &FlagError{"--init", errors.New("needs --pid (it runs as PID 1 of the level's PID namespace)")}

@@ -20,8 +20,10 @@ var parent = fmt.Sprintf("clu-example-%d", os.Getpid())
 func Example() {
 	l, err := level.Start(level.Config{
 		CgroupParent: parent,
-		Argv:         []string{"/bin/sh", "-c", "echo hello from $(cat /proc/self/cgroup | cut -d: -f3 | sort -u); exit 3"},
-		Limits:       level.Limits{Memory: 64 << 20},
+		// Inside, /proc/self/cgroup shows / in v1 hierarchies and the
+		// leaf /init on cgroup v2: nothing of the host's.
+		Argv:   []string{"/bin/sh", "-c", "echo hello, in $(grep -Evc ':/$|^0::/init$' /proc/self/cgroup) cgroups of the host; exit 3"},
+		Limits: level.Limits{Memory: 64 << 20},
 	})
 	var bad *level.FlagError
 	if errors.As(err, &bad) {
@@ -35,7 +37,7 @@ func Example() {
 	ws, _ := l.Wait()
 	fmt.Println("exit", level.ExitCode(ws))
 	// Output:
-	// hello from /
+	// hello, in 0 cgroups of the host
 	// exit 3
 }
 

@@ -80,6 +80,9 @@ func Exec(c ExecConfig) (*Process, error) {
 	targets, found := map[string]string{}, sub == ""
 	for h, p := range i.Cgroups {
 		targets[h] = p.Inner
+		if p.Leaf != "" {
+			targets[h] = p.Leaf
+		}
 		if st, err := os.Stat(filepath.Join(p.Inner, sub)); sub != "" && err == nil && st.IsDir() {
 			targets[h], found = filepath.Join(p.Inner, sub), true
 		}

@@ -58,6 +58,7 @@ type Info struct {
 type Paths struct {
 	Outer string `json:"outer"`
 	Inner string `json:"inner"`
+	Leaf  string `json:"leaf,omitempty"` // cgroup2: where the level's processes start
 }
 
 // Usage is what the level uses now.

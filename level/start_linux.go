@@ -112,7 +112,9 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, fmt.Errorf("create cgroups: %w", err)
 	}
 	l.undo = append(l.undo, l.cgroups.Remove)
-	l.recordCgroups(writes)
+	if err := l.recordCgroups(cfg, writes); err != nil {
+		return nil, err
+	}
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
@@ -321,7 +323,7 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	c := &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User, Leaf: l.state.Leaf,
 	}
 	if cfg.User {
 		if l.prepared, err = startPrepared(c, start); err == nil {
@@ -552,7 +554,9 @@ func ExecInPlace(cfg Config) (err error) {
 		return fmt.Errorf("create cgroups: %w", err)
 	}
 	l.undo = append(l.undo, l.cgroups.Remove)
-	l.recordCgroups(writes)
+	if err := l.recordCgroups(cfg, writes); err != nil {
+		return err
+	}
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return err
 	}
@@ -562,15 +566,25 @@ func ExecInPlace(cfg Config) (err error) {
 	}
 	defer unix.Close(levelFD)
 	return nsexec.ExecInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
-		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD}, levelFD)
+		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf}, levelFD)
 }
 
-// recordCgroups puts the level's cgroups and limits in its state.
-func (l *Level) recordCgroups(writes []cgroup.Write) {
+// recordCgroups makes the cgroup2 leaf and puts the level's cgroups and
+// limits in its state.
+func (l *Level) recordCgroups(cfg Config, writes []cgroup.Write) error {
+	if cfg.Leaf != "" {
+		if err := l.cgroups.AddLeaf(cfg.Leaf); err != nil {
+			return fmt.Errorf("create cgroups: %w", err)
+		}
+		if l.cgroups.V2() != nil {
+			l.state.Leaf = cfg.Leaf
+		}
+	}
 	l.state.Outer, l.state.Inner, l.state.Limits = l.OuterCgroups(), l.InnerCgroups(), map[string]string{}
 	for _, w := range writes {
 		l.state.Limits[w.File] = w.Value
 	}
+	return nil
 }
 
 // unmapped is an id of this process's user namespace (whose map is in
@@ -628,10 +642,16 @@ func (l *Level) handOver(cfg Config) error {
 				}
 			}
 		}
-		for _, p := range append([]string{""}, names...) {
-			p = filepath.Join(d.Inner, p)
-			if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("hand %s to the level's root (%d:%d): %w", p, uid, gid, err)
+		dirs := []string{d.Inner}
+		if d.Leaf != "" {
+			dirs = append(dirs, d.Leaf) // its own, as the kernel's delegation model has it
+		}
+		for _, dir := range dirs {
+			for _, p := range append([]string{""}, names...) {
+				p = filepath.Join(dir, p)
+				if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("hand %s to the level's root (%d:%d): %w", p, uid, gid, err)
+				}
 			}
 		}
 	}

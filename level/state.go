@@ -31,6 +31,7 @@ type State struct {
 	Started    time.Time         `json:"started"`
 	Exec       bool              `json:"exec,omitempty"` // started with --exec: CMD is its own supervisor
 	User       *UserNS           `json:"user,omitempty"` // started with --user
+	Leaf       string            `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
 }
 
 // UserNS is the user namespace a level was started with. Its root's host

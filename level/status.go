@@ -29,9 +29,7 @@ func readyEvent(l *Level) Event {
 	e := Event{Event: "ready", Name: l.Name, SupervisorPID: os.Getpid(), CmdPID: l.Pid(),
 		Cgroups: map[string]Paths{}, Mirror: filepath.Join(l.LevelDir, "cgroup"),
 		Namespaces: &Namespaces{Cgroup: nsInode(l.Pid(), "cgroup"), Mount: nsInode(l.Pid(), "mnt")}}
-	for h, o := range l.OuterCgroups() {
-		e.Cgroups[h] = Paths{Outer: o, Inner: l.InnerCgroups()[h]}
-	}
+	e.Cgroups = l.Cgroups()
 	return e
 }
 

@@ -93,6 +93,9 @@ func (w *walker) top(name string) (*Info, error) {
 	for h, o := range s.Outer {
 		i.Cgroups[h] = Paths{Outer: o, Inner: s.Inner[h]}
 	}
+	if err := withLeaf(i.Cgroups, s.Leaf); err != nil {
+		return w.invalid(i, err), nil
+	}
 	if s.Supervisor.Alive() {
 		i.SupervisorPID = s.Supervisor.PID
 	}
@@ -167,6 +170,9 @@ func (w *walker) child(p *Info, pdir int, name string) *Info {
 		i.user = s.User
 	}
 	if i.Cgroups, err = w.nestedCgroups(s, p); err != nil {
+		return w.invalid(i, err)
+	}
+	if err := withLeaf(i.Cgroups, s.Leaf); err != nil {
 		return w.invalid(i, err)
 	}
 	i.CmdPID, i.SupervisorPID = w.nestedProcs(s, p, i)
@@ -287,7 +293,7 @@ func (w *walker) mountOf(h string) (string, bool) {
 // level) with the recorded start time and the recorded PID among its PIDs.
 func (w *walker) nestedProcs(s *State, p, i *Info) (cmd, sup int) {
 	if s.Cmd.PID != 0 {
-		if dir := innerOf(i.Cgroups); dir != "" {
+		if dir := startOf(i.Cgroups); dir != "" {
 			cmd = findIn(s.Cmd, dir)
 		}
 		if cmd == 0 && s.Cmd.Alive() && w.within(s.Cmd.PID, i.Cgroups, false) {
@@ -342,6 +348,29 @@ func (w *walker) within(pid int, cgs map[string]Paths, inner bool) bool {
 		}
 	}
 	return false
+}
+
+// withLeaf adds the recorded cgroup2 leaf, a plain name, to cgs.
+func withLeaf(cgs map[string]Paths, leaf string) error {
+	p, ok := cgs["cgroup2"]
+	if leaf == "" || !ok {
+		return nil
+	}
+	if err := ValidateName(leaf); err != nil {
+		return fmt.Errorf("recorded leaf: %w", err)
+	}
+	p.Leaf = p.Inner + "/" + leaf
+	cgs["cgroup2"] = p
+	return nil
+}
+
+// startOf is the cgroup a level's processes start in: cgroup2's leaf,
+// else its inner cgroup, else the first hierarchy's.
+func startOf(cgs map[string]Paths) string {
+	if p, ok := cgs["cgroup2"]; ok && p.Leaf != "" {
+		return p.Leaf
+	}
+	return innerOf(cgs)
 }
 
 // innerOf is the inner cgroup where a level's processes are listed:

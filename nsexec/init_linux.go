@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -98,6 +99,7 @@ func run(c *Config) (string, error) {
 		{StepMirror, skipIfUserNS(mirror)},
 		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
 		{StepCgroupMount, cgroupMounts},
+		{StepLeaf, leaf},
 		{StepProc, func(c *Config) error {
 			if !c.MountProc || c.UserNS {
 				return nil // with a user namespace it came with the mount namespace
@@ -471,6 +473,27 @@ func hide(c *Config) error {
 // user namespace, the launcher's) and is mounted once here.
 func cgroupMounts(c *Config) error {
 	return mounts.Build(c.Layout, mounts.CgroupRoot)
+}
+
+// leaf moves this process from the level's cgroup2 namespace root to its
+// leaf, and then lets the root hand every controller it has down to its
+// children, as a host's root does: the no-internal-process rule forbids
+// both while a process is in the root.
+func leaf(c *Config) error {
+	if c.Leaf == "" {
+		return nil
+	}
+	for _, fs := range c.Layout.FS {
+		if fs.Type != "cgroup2" {
+			continue
+		}
+		root := filepath.Join(mounts.CgroupRoot, fs.Dir)
+		if err := cgroup.WriteFile(filepath.Join(root, c.Leaf), "cgroup.procs", "0"); err != nil {
+			return err
+		}
+		return cgroup.EnableAll(root)
+	}
+	return nil
 }
 
 // execCommand looks the command up first, so "not found" is a start error

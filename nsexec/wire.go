@@ -77,6 +77,9 @@ type Config struct {
 	// Init: the init stage stays as PID 1 of the level's PID namespace,
 	// runs CMD as its child and reaps every orphan.
 	Init bool `json:"init,omitempty"`
+	// Leaf is the cgroup2 leaf below the namespace root to move to once
+	// the namespace exists, enabling the root's controllers for children.
+	Leaf string `json:"leaf,omitempty"`
 	// UserNS: the level has its own user namespace. Its mount namespace
 	// is less privileged: inherited mounts are locked and nothing it
 	// mounts propagates out by itself, so the launcher joins its run
@@ -105,6 +108,7 @@ const (
 	StepRunDir      = "run directory"
 	StepCgroupMount = "cgroup mounts"
 	StepProc        = "mount /proc"
+	StepLeaf        = "cgroup leaf"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"
 	StepTerminal    = "terminal guard"

@@ -33,7 +33,7 @@ func TestCgroupsInEveryHierarchy(t *testing.T) {
 			}
 		}
 		// The host sees CMD in PARENT/NAME/level of this hierarchy.
-		want := filepath.Join(cgroup.Base(h), testParent, l.name, cgroup.InnerName)
+		want := startCgroup(h, filepath.Join(cgroup.Base(h), testParent, l.name, cgroup.InnerName))
 		if got := seen[h.Name()]; got != want {
 			t.Errorf("%s: CMD is in %q, want %q", h.Name(), got, want)
 		}
@@ -64,7 +64,7 @@ func TestCgroupParent(t *testing.T) {
 		if h == nil {
 			continue
 		}
-		want := filepath.Join(cgroup.Base(*h), testParent, "deeper/still", l.name, cgroup.InnerName)
+		want := startCgroup(*h, filepath.Join(cgroup.Base(*h), testParent, "deeper/still", l.name, cgroup.InnerName))
 		if p != want {
 			t.Errorf("%s: CMD in %s, want %s", name, p, want)
 		}
@@ -99,8 +99,8 @@ func TestNamespaces(t *testing.T) {
 		t.Fatal("no /proc/self/cgroup lines")
 	}
 	for _, line := range lines {
-		if !strings.HasSuffix(line, ":/") {
-			t.Errorf("/proc/self/cgroup line %q does not end in :/", line)
+		if !ownLine(line) {
+			t.Errorf("/proc/self/cgroup line %q is not the level's own (:/, or 0::/init)", line)
 		}
 	}
 	links := strings.Fields(ns)
@@ -265,7 +265,7 @@ func TestNoInternalProcessRule(t *testing.T) {
 		l := start(t, nil, script("echo $$ > "+dir+"/pid", "sleep 600")...)
 		pid := pidOf(t, l, dir+"/pid")
 		got := procCgroups(t, pid)["cgroup2"]
-		want := filepath.Join(cgroup.Base(*v2), testParent, l.name, cgroup.InnerName)
+		want := startCgroup(*v2, filepath.Join(cgroup.Base(*v2), testParent, l.name, cgroup.InnerName))
 		if got != want {
 			t.Errorf("level's v2 cgroup %s, want %s", got, want)
 		}

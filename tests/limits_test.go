@@ -144,11 +144,6 @@ func TestCannotRaiseLimits(t *testing.T) {
 		memFile, memFree = "memory.max", "max"
 	}
 	lines := []string{
-		// On v2, move out of the root first (no-internal-process rule) so
-		// controllers can be enabled for children.
-		"if [ -e /sys/fs/cgroup/cgroup.subtree_control ] || [ -e /sys/fs/cgroup/unified/cgroup.subtree_control ]; then",
-		"  for d in /sys/fs/cgroup /sys/fs/cgroup/unified; do [ -e $d/cgroup.procs ] && mkdir -p $d/init && echo $$ > $d/init/cgroup.procs && for c in memory pids cpuset; do echo +$c > $d/cgroup.subtree_control 2>/dev/null; done; done",
-		"fi",
 		fmt.Sprintf("echo %s > %s/%s 2>/dev/null; echo raise-mem=$?", memFree, mem.inside, memFile),
 		fmt.Sprintf("echo max > %s/pids.max 2>/dev/null; echo raise-pids=$?", pids.inside),
 		fmt.Sprintf("echo 0-1 > %s/cpuset.cpus 2>/dev/null; echo raise-cpuset=$?", cpuset.inside),
@@ -197,9 +192,6 @@ func TestSubdivideCpuset(t *testing.T) {
 	noLeaks(t)
 	c := cs["cpuset"].inside
 	lines := []string{
-		"if [ -e /sys/fs/cgroup/cgroup.subtree_control ] || [ -e /sys/fs/cgroup/unified/cgroup.subtree_control ]; then",
-		"  for d in /sys/fs/cgroup /sys/fs/cgroup/unified; do [ -e $d/cgroup.procs ] && mkdir -p $d/init && echo $$ > $d/init/cgroup.procs && echo +cpuset > $d/cgroup.subtree_control 2>/dev/null; done",
-		"fi",
 		"echo nproc=$(nproc)",
 		"mkdir " + c + "/one",
 		"echo 1 > " + c + "/one/cpuset.cpus",

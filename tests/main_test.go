@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/cl-unshare/cl-unshare/nsexec"
@@ -508,6 +509,22 @@ func mountLinesFrom(t *testing.T, r io.Reader) []string {
 		out = append(out, m.Mountpoint+" "+m.FSType+" "+m.Root)
 	}
 	return out
+}
+
+// ownLine reports whether a line of /proc/self/cgroup read inside a level
+// shows the level's own cgroup: "/" in v1 hierarchies, the leaf in
+// cgroup2 (issue 15: the level's root holds no process).
+func ownLine(line string) bool {
+	return line == "0::/"+lvl.DefaultLeaf || !strings.HasPrefix(line, "0::") && strings.HasSuffix(line, ":/")
+}
+
+// startCgroup is where a level's processes start in hierarchy h below
+// its inner cgroup dir: the leaf on cgroup2.
+func startCgroup(h cgroup.Hierarchy, inner string) string {
+	if h.V2() {
+		return filepath.Join(inner, lvl.DefaultLeaf)
+	}
+	return inner
 }
 
 func script(lines ...string) []string {

@@ -103,7 +103,7 @@ func TestExecRestart(t *testing.T) {
 			t.Fatalf("start %d of --exec --name %s: %v: %s", i+1, name, err, out.String())
 		}
 		for _, line := range strings.Split(strings.TrimSpace(mustRead(t, fmt.Sprintf("%s/cg%d", dir, i))), "\n") {
-			if !strings.HasSuffix(line, ":/") {
+			if !ownLine(line) {
 				t.Errorf("start %d sees %q", i+1, line)
 			}
 		}
@@ -159,7 +159,7 @@ func TestGCNested(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
 	dir := t.TempDir()
-	l := start(t, nil, script(v2Leaf, bin+" --name inner -- /bin/sh -c 'echo $$ > "+dir+"/inner; exec sleep 600' & echo $! > "+dir+"/sup", "sleep 600")...)
+	l := start(t, nil, script(bin+" --name inner -- /bin/sh -c 'echo $$ > "+dir+"/inner; exec sleep 600' & echo $! > "+dir+"/sup", "sleep 600")...)
 	sup := pidOf(t, l, dir+"/sup")
 	ipid := pidOf(t, l, dir+"/inner")
 	if r := cmd(t, "gc", l.name+"/inner"); r.code != 125 || !oneLine(r.stderr, "supervisor") {

@@ -306,8 +306,8 @@ func TestUserNestedMirror(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	os.Chmod(filepath.Dir(dir), 0o755)
 	n3 := fmt.Sprintf("echo $$ > %s/pid; exec sleep 600", dir)
-	n2 := fmt.Sprintf("%s; exec %s -U --map-users 0:0:65536 --name n3 -- /bin/sh -c %s", v2Leaf, bin, shQuote(n3))
-	l := start(t, nil, append([]string{"--user"}, script(v2Leaf, "exec "+bin+" --name n2 -- /bin/sh -c "+shQuote(n2))...)...)
+	n2 := fmt.Sprintf("exec %s -U --map-users 0:0:65536 --name n3 -- /bin/sh -c %s", bin, shQuote(n3))
+	l := start(t, nil, append([]string{"--user"}, script("exec "+bin+" --name n2 -- /bin/sh -c "+shQuote(n2))...)...)
 	pidOf(t, l, dir+"/pid")
 	nested := filepath.Join(runDir, "levels", l.name, "levels", "n2", "levels", "n3", "cgroup")
 	waitFor(t, "the mirror of a level nested two deep in a --user level", func() bool {

@@ -312,8 +312,8 @@ func TestUserNamespaceNested(t *testing.T) {
 		t.Errorf("nested --user with the default map: exit %d, %q", r.code, r.stderr)
 	}
 	r = clu(t, "--user", "--", bin, "--user", "--map-users", "0:0:65536", "--", "/bin/sh", "-c",
-		"id -u; cat /proc/self/cgroup | cut -d: -f3 | sort -u")
-	if out := strings.Fields(r.stdout); r.code != 0 || len(out) != 2 || out[0] != "0" || out[1] != "/" {
+		"id -u; cat /proc/self/cgroup")
+	if out := strings.Fields(r.stdout); r.code != 0 || len(out) < 2 || out[0] != "0" || slices.ContainsFunc(out[1:], func(l string) bool { return !ownLine(l) }) {
 		t.Errorf("nested --user with 0:0:65536: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	// The host's /etc/subuid, which the level sees, says nothing about

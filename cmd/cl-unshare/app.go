@@ -82,6 +82,8 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
+		&cli.StringFlag{Name: "leaf", Usage: "on cgroup v2, start the level's processes in `NAME` below its root, which then hands its controllers down (default init)"},
+		&cli.BoolFlag{Name: "no-leaf", Usage: "on cgroup v2, keep the level's processes in its root (which then cannot enable controllers for children)"},
 		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
 	}
 }
@@ -112,6 +114,10 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		cfg.Argv = []string{defaultShell()}
 	}
 	cfg.ReadyFD, cfg.StatusFD = c.Int("ready-fd"), c.Int("json-status-fd")
+	cfg.Leaf, cfg.NoLeaf = c.String("leaf"), c.Bool("no-leaf")
+	if c.IsSet("leaf") && cfg.Leaf == "" {
+		return cfg, &level.FlagError{Flag: "--leaf", Err: errors.New("empty name (use --no-leaf to keep processes in the level's root)")}
+	}
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {

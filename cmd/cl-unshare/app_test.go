@@ -73,6 +73,7 @@ func TestFlagsToConfig(t *testing.T) {
 		Name:   "web",
 		Argv:   []string{"make", "-j4"},
 		RunDir: level.DefaultRunDir,
+		Leaf:   level.DefaultLeaf,
 		Limits: cgroup.Limits{
 			Memory:     512 << 20,
 			CPUs:       1.5,
@@ -296,7 +297,7 @@ func TestRunFlagError(t *testing.T) {
 func TestFlagsDefined(t *testing.T) {
 	want := []string{"name", "cgroup-parent", "run-dir", "memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set",
 		"exec", "ready-fd", "json-status-fd", "kill-child", "pid", "p", "mount-proc", "init",
-		"user", "U", "map-root-user", "r", "map-users", "map-groups", "mirror-max"}
+		"user", "U", "map-root-user", "r", "map-users", "map-groups", "leaf", "no-leaf", "mirror-max"}
 	var got []string
 	for _, f := range flags() {
 		got = append(got, f.Names()...)

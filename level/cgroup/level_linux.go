@@ -18,7 +18,8 @@ type Dirs struct {
 	Hierarchy
 	Parent string // directory of PARENT
 	Outer  string // PARENT/NAME: the limits live here
-	Inner  string // PARENT/NAME/level: the level's processes and namespace root
+	Inner  string // PARENT/NAME/level: the level's namespace root
+	Leaf   string // cgroup2 only: Inner/LEAF, where the level's processes start ("" for none)
 	made   []string
 	enable []string // controllers we enabled in a parent we did not create
 }
@@ -56,6 +57,15 @@ func Base(h Hierarchy) string {
 	have, err1 := Fields(dir, "cgroup.controllers")
 	on, err2 := Fields(dir, "cgroup.subtree_control")
 	if err1 != nil || err2 != nil {
+		return h.Path
+	}
+	if len(have) == 0 {
+		// Nothing to hand down, as in a level's leaf on a hybrid host's
+		// cgroup2: beside it too, if the parent is as free as a level's
+		// root (no process in it), where nested levels belong.
+		if procs, err := Fields(filepath.Dir(dir), "cgroup.procs"); err == nil && len(procs) == 0 {
+			return path.Dir(h.Path)
+		}
 		return h.Path
 	}
 	for _, c := range have {
@@ -399,6 +409,26 @@ func (l *Level) V2() *Dirs {
 	}
 	return nil
 }
+
+// AddLeaf makes the cgroup2 leaf Inner/name, where the level's processes
+// start, so that its namespace root holds none and can hand controllers
+// down (the no-internal-process rule exempts only a real root). v1
+// hierarchies have no such rule and get none.
+func (l *Level) AddLeaf(name string) error {
+	d := l.V2()
+	if d == nil {
+		return nil
+	}
+	leaf := filepath.Join(d.Inner, name)
+	if err := d.mkdir(leaf); err != nil {
+		return err
+	}
+	d.Leaf = leaf
+	return nil
+}
+
+// EnableAll enables for dir's children every controller dir has.
+func EnableAll(dir string) error { return enableAll(dir) }
 
 // Join moves pid into the inner cgroup of every hierarchy (skipping v2 when
 // the process was already cloned into it).
