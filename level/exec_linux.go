@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cl-unshare/cl-unshare/internal/pty"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
@@ -19,8 +20,9 @@ import (
 
 // Process is a command started in a running level by Exec.
 type Process struct {
-	cmd *exec.Cmd
-	fg  bool
+	cmd   *exec.Cmd
+	fg    bool
+	relay *pty.Relay // the terminal of its own, in a --user level
 }
 
 // Pid is the command's PID.
@@ -34,6 +36,9 @@ func (p *Process) Wait() (syscall.WaitStatus, error) {
 	_ = p.cmd.Wait()
 	if p.fg {
 		restoreForeground()
+	}
+	if p.relay != nil {
+		p.relay.Close()
 	}
 	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	return ws, nil
@@ -147,6 +152,28 @@ func execAs(i *Info, member int) (*nsexec.HostIDs, error) {
 	return &ids, nil
 }
 
+// relayTerminal replaces, in stdio, each terminal with a new pty's slave,
+// which becomes the controlling terminal of a new session; nil where
+// none of them is a terminal.
+func relayTerminal(stdio []*os.File, attr *syscall.SysProcAttr) (*pty.Relay, error) {
+	var relay *pty.Relay
+	for i, f := range stdio {
+		if !pty.IsTerminal(f) {
+			continue
+		}
+		if relay == nil {
+			r, err := pty.Open(f)
+			if err != nil {
+				return nil, err
+			}
+			relay = r
+			attr.Setpgid, attr.Setsid, attr.Setctty, attr.Ctty = false, true, true, i
+		}
+		stdio[i] = relay.Slave
+	}
+	return relay, nil
+}
+
 // levelRoot finds the host ids of root in the user namespace of pid, from
 // its uid_map and gid_map as this process reads them.
 func levelRoot(pid int) (nsexec.HostIDs, error) {
@@ -184,11 +211,22 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 	}
 	parent, child := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync-child")
 	defer parent.Close()
-	stdin := orStd(c.Stdin, os.Stdin)
-	p := &Process{fg: isForeground(stdin)}
+	stdio := []*os.File{orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)}
+	p := &Process{}
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
-	if p.fg {
-		attr.Foreground, attr.Ctty = true, int(stdin.Fd())
+	if as != nil {
+		// Code the level planted gets no hold on the caller's terminal
+		// (it could keep reading it, or take its foreground, after exec
+		// returns): a pty of its own, relayed, and gone when CMD is.
+		if p.relay, err = relayTerminal(stdio, attr); err != nil {
+			child.Close()
+			parent.Close()
+			return nil, fmt.Errorf("exec %s: a terminal of its own: %w", c.Name, err)
+		}
+	}
+	if p.relay == nil && isForeground(stdio[0]) {
+		p.fg = true
+		attr.Foreground, attr.Ctty = true, int(stdio[0].Fd())
 	}
 	if dir, ok := targets["cgroup2"]; ok {
 		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -201,7 +239,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 	}
 	p.cmd = &exec.Cmd{
 		Path: "/proc/self/exe", Args: []string{nsexec.Marker},
-		Stdin: stdin, Stdout: orStd(c.Stdout, os.Stdout), Stderr: orStd(c.Stderr, os.Stderr),
+		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
 		ExtraFiles:  append([]*os.File{child}, nsFiles...),
 		SysProcAttr: attr,
 	}
@@ -209,6 +247,14 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 	defer runtime.UnlockOSThread()
 	err = p.cmd.Start()
 	child.Close()
+	if p.relay != nil {
+		p.relay.Slave.Close() // CMD's now
+		if err != nil {
+			p.relay.Close()
+		} else {
+			p.relay.Start()
+		}
+	}
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); use --cgroup with a leaf cgroup", targets["cgroup2"], err)
@@ -217,7 +263,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 	}
 	fail := func(err error) (*Process, error) {
 		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		_, _ = p.Wait() // gives the terminal back too
 		return nil, err
 	}
 	for h, dir := range targets {
@@ -234,7 +280,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 	}
 	if err := nsexec.Wait(parent); err != nil {
 		if errors.Is(err, nsexec.ErrDied) {
-			_ = p.cmd.Wait()
+			_, _ = p.Wait()
 			return nil, fmt.Errorf("%w: %v", err, p.cmd.ProcessState)
 		}
 		return fail(err)

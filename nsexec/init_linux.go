@@ -151,6 +151,11 @@ func join(c *Config) (string, error) {
 		if err := noTerminalInjection(); err != nil {
 			return StepTerminal, err
 		}
+		// Files the caller of exec left open (a log, a unit's socket)
+		// are not for code the level planted.
+		if err := closeInherited(); err != nil {
+			return StepJoin, err
+		}
 	}
 	// After the drop: CMD must not start in a directory it could not enter.
 	if err := unix.Chdir(c.Dir); err != nil {
@@ -194,6 +199,25 @@ func dropTo(ids HostIDs) error {
 	var none [2]unix.CapUserData
 	if err := unix.Capset(&hdr, &none[0]); err != nil {
 		return fmt.Errorf("clear capabilities: %w", err)
+	}
+	return nil
+}
+
+// closeInherited marks every descriptor above stderr close-on-exec: CMD
+// gets stdin, stdout and stderr only.
+func closeInherited() error {
+	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	ents, err := os.ReadDir("/proc/self/fd") // before Linux 5.11
+	if err != nil {
+		return fmt.Errorf("list open files: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
 	}
 	return nil
 }

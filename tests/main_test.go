@@ -134,6 +134,34 @@ func helper(name string, args []string) int {
 			fmt.Println("tiocsti: ok")
 		}
 		return 0
+	case "grabtty": // grabtty FILE: leave a child that takes stdin's terminal and records what it reads there
+		signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN, syscall.SIGHUP) // inherited: the child ignores them from its start
+		if len(args) == 1 {
+			c := exec.Command("/proc/self/exe", "child", args[0])
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, nil, nil
+			if err := c.Start(); err != nil {
+				return 1
+			}
+			return 0 // the child stays behind
+		}
+		time.Sleep(300 * time.Millisecond)
+		pgrp := syscall.Getpgrp()
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSPGRP, uintptr(unsafe.Pointer(&pgrp)))
+		b := make([]byte, 64)
+		deadline := time.Now().Add(3 * time.Second)
+		var got []byte
+		for time.Now().Before(deadline) {
+			fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}}
+			if n, _ := unix.Poll(fds, 100); n > 0 {
+				n, err := unix.Read(0, b)
+				if n <= 0 || err != nil {
+					break
+				}
+				got = append(got, b[:n]...)
+			}
+		}
+		os.WriteFile(args[1], []byte(fmt.Sprintf("tiocspgrp=%v read=%q", errno, got)), 0o644)
+		return 0
 	case "trap": // trap SIGNUM READYFILE: exit 100+SIGNUM on that signal
 		n, _ := strconv.Atoi(args[0])
 		c := make(chan os.Signal, 1)

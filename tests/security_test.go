@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,6 +330,63 @@ func TestUserNestedMirror(t *testing.T) {
 	}
 	if r := cmd(t, "inspect", l.name+"/n2/n3"); r.code != 0 || !strings.Contains(r.stdout, "state:       running") {
 		t.Errorf("inspect %s/n2/n3: exit %d: %s %s", l.name, r.code, r.stdout, r.stderr)
+	}
+	l.stop(t)
+}
+
+// Review of issue 16: exec into a --user level gives CMD a pty of its
+// own, so what it leaves behind cannot take the caller's terminal and
+// read what the caller types after exec returned; and no file the caller
+// had open beyond stdio.
+func TestExecOwnTerminal(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	self := filepath.Join(dir, "helper")
+	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
+		t.Fatalf("copy the helper: %v", err)
+	}
+	l := start(t, nil, append([]string{"--user"}, script("echo $$ > "+dir+"/pid", "exec sleep 600")...)...)
+	pidOf(t, l, dir+"/pid")
+
+	master, slave := openPTY(t)
+	defer master.Close()
+	go io.Copy(io.Discard, master)
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("host only"), 0o600)
+	f, err := os.OpenFile(secret, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := exec.Command(bin, "exec", l.name, "--", "/bin/sh", "-c",
+		"{ echo x >&8 && cat <&8; } > "+dir+"/fd8 2>&1; CLU_HELPER=grabtty exec "+self+" "+dir+"/stolen")
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	c.ExtraFiles = []*os.File{nil, nil, nil, nil, nil, f} // fd 8, above what cl-unshare uses
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	if err := c.Wait(); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	// The caller types, after exec returned.
+	master.Write([]byte("password\n"))
+	got := waitFile(t, nil, dir+"/stolen")
+	for !strings.Contains(got, "read=") {
+		got = waitFile(t, nil, dir+"/stolen")
+	}
+	if strings.Contains(got, "password") {
+		t.Errorf("what exec left behind read the caller's terminal: %s", got)
+	}
+	if got := mustRead(t, secret); got != "host only" {
+		t.Errorf("the caller's open file, mode 0600, was written through fd 8: %q", got)
+	}
+	if got := mustRead(t, dir+"/fd8"); !strings.Contains(got, "Bad file descriptor") {
+		t.Errorf("fd 8 in CMD: %q, want none", got)
 	}
 	l.stop(t)
 }
