@@ -80,6 +80,7 @@ func Exec(c ExecConfig) (*Process, error) {
 	if member == 0 {
 		return nil, fmt.Errorf("level %s has no process left to join", c.Name)
 	}
+	chosen := procOf(member)
 	// SUBPATH where the level made it, the inner cgroup elsewhere (a
 	// level may sub-divide one hierarchy and not the others).
 	targets, found := map[string]string{}, sub == ""
@@ -116,6 +117,11 @@ func Exec(c ExecConfig) (*Process, error) {
 			return nil, fmt.Errorf("open pid namespace of level %s: %w", c.Name, err)
 		}
 		fds = append(fds, f)
+	}
+	// The namespaces opened are the chosen process's, not those of a PID
+	// reused meanwhile: it must still be the same process.
+	if !chosen.Alive() {
+		return nil, fmt.Errorf("level %s: its process %d ended while exec joined it; try again", c.Name, member)
 	}
 	as, err := execAs(i, member)
 	if err != nil {

@@ -51,6 +51,7 @@ type Info struct {
 	depth   int     // 0 for a level of the caller's run directory
 	user    *UserNS // the --user level it is or is nested below, if any
 	missing bool    // no record: removed, or never there
+	budget  *budget // what is left to read below its top level
 	parent  *Info   // the level it is nested in (found by Find only)
 }
 
@@ -104,14 +105,15 @@ func (i *Info) cgroups() *cgroup.Level {
 }
 
 // Find returns one level by name: a level of runDir, or a nested one as
-// PARENT/CHILD. A nested level whose record failed a check is returned
-// with State Invalid; Kill, Freeze and Exec refuse it.
+// PARENT/CHILD, without its own nested levels (Inspect has those). A
+// nested level whose record failed a check is returned with State
+// Invalid; Kill, Freeze and Exec refuse it.
 func Find(runDir, name string) (*Info, error) {
 	w, err := newWalker(runDir)
 	if err != nil {
 		return nil, err
 	}
-	return w.find(name)
+	return w.find(name, false)
 }
 
 // usable returns the level, or an error if its record failed a check.
@@ -128,7 +130,7 @@ func Inspect(runDir, name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	i, err := w.find(name)
+	i, err := w.find(name, true)
 	if err != nil || i.Invalid != "" {
 		return i, err
 	}
@@ -357,12 +359,28 @@ func collectNested(runDir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	i, err := w.find(name)
+	i, err := w.find(name, false)
 	if i, err = usable(name, i, err); err != nil {
 		return "", err
 	}
 	if i.SupervisorPID != 0 {
 		return "", fmt.Errorf("level %s: its supervisor (PID %d) is alive; cl-unshare kill %s stops it", name, i.SupervisorPID, name)
+	}
+	pdir, err := w.openRunDir(i.parent)
+	if err != nil {
+		return "", fmt.Errorf("level %s: run directory of its parent: %w", name, err)
+	}
+	defer unix.Close(pdir)
+	// Below a --user level the host has a read-only copy of the parent's
+	// run directory (package mirror): say so before anything is done.
+	if sd, err := beneath.Dir(pdir, "state", false); err == nil {
+		var st unix.Statfs_t
+		ro := unix.Fstatfs(sd, &st) == nil && st.Flags&unix.ST_RDONLY != 0
+		unix.Close(sd)
+		if ro {
+			parent := strings.TrimSuffix(name, "/"+i.Name)
+			return "", fmt.Errorf("level %s: its record lies in the host's read-only copy of %s's run directory; collect it from there: cl-unshare exec %s -- cl-unshare gc %s", name, parent, parent, i.Name)
+		}
 	}
 	killed, removed := 0, 0
 	if cg := i.cgroups(); cg != nil {
@@ -377,13 +395,15 @@ func collectNested(runDir, name string) (string, error) {
 			return "", fmt.Errorf("level %s: %w", name, err)
 		}
 	}
-	pdir, err := w.openRunDir(i.parent)
-	if err != nil {
-		return "", fmt.Errorf("level %s: run directory of its parent: %w", name, err)
-	}
-	defer unix.Close(pdir)
 	if err := unlinkBelow(pdir, "state", i.Name+".json", 0); err != nil {
 		return "", fmt.Errorf("level %s: remove its record: %w", name, err)
+	}
+	// Its run directory here is a peer of the one in its parent (the
+	// unmount propagates there), unless a --user level above has it only
+	// as its supervisor's copy, which that supervisor keeps.
+	if i.parent.user != nil {
+		return fmt.Sprintf("removed level %s (supervisor gone; killed %d processes; removed %d cgroups and its record; its run directory goes with %s's supervisor)",
+			name, killed, removed, strings.TrimSuffix(name, "/"+i.Name)), nil
 	}
 	if fd, err := beneath.Dir(pdir, "levels/"+i.Name, false); err == nil {
 		var st unix.Statx_t

@@ -2,26 +2,16 @@ package level
 
 import (
 	"fmt"
+
+	"github.com/cl-unshare/cl-unshare/internal/names"
 	"math"
 	"strconv"
 	"strings"
 )
 
 // ValidateName checks a level name, [A-Za-z0-9][A-Za-z0-9_.-]{0,63}: it
-// becomes a cgroup and directory name. (By hand, not with regexp: compiling
-// one costs milliseconds at every start, twice per level.)
-func ValidateName(name string) error {
-	ok := len(name) >= 1 && len(name) <= 64
-	for i := 0; ok && i < len(name); i++ {
-		c := name[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		ok = alnum || i > 0 && (c == '_' || c == '.' || c == '-')
-	}
-	if !ok {
-		return fmt.Errorf("invalid name %q (use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit)", name)
-	}
-	return nil
-}
+// becomes a cgroup and directory name.
+func ValidateName(name string) error { return names.Valid(name) }
 
 // ParseSize parses a byte count with an optional binary suffix K, M, G or
 // T (KiB ... also accepted), as unshare and systemd users write them.

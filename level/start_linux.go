@@ -337,10 +337,12 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		err = start()
 	}
 	child.Close()
+	if cmd != nil && cmd.Process != nil {
+		l.cmd = cmd // started, even if what follows failed: Close ends it
+	}
 	if err != nil {
 		return err
 	}
-	l.cmd = cmd
 	if err := l.cgroups.Join(cmd.Process.Pid, intoCgroup); err != nil {
 		return err
 	}

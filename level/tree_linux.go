@@ -24,12 +24,17 @@ import (
 const (
 	// MaxDepth is the deepest nesting the management commands follow.
 	MaxDepth = 32
-	// maxNested is how many nested records one level's state directory
-	// is read for.
+	// maxNested is how many nested records are read below one top level,
+	// and maxBytes how many bytes of them: a level could make a hundred
+	// thousand records of links to one file, or of empty ones.
 	maxNested = 4096
+	maxBytes  = 4 << 20
 	// maxRecord bounds a nested state file (they are well under 4 KiB).
 	maxRecord = 64 << 10
 )
+
+// budget is what is left to read below one top level.
+type budget struct{ nodes, bytes int }
 
 // Invalid is the state of a nested level whose record failed a check
 // against its parent and the kernel; Info.Invalid says which. Nothing is
@@ -85,7 +90,8 @@ func (w *walker) top(name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := &Info{Name: name, dir: filepath.Join(w.runDir, "levels", name), state: s, user: s.User}
+	i := &Info{Name: name, dir: filepath.Join(w.runDir, "levels", name), state: s, user: s.User,
+		budget: &budget{nodes: maxNested, bytes: maxBytes}}
 	if s.LevelDir != i.dir {
 		return w.invalid(i, fmt.Errorf("recorded run directory %s is not %s", s.LevelDir, i.dir)), nil
 	}
@@ -116,7 +122,7 @@ func (w *walker) children(i *Info) []Info {
 		return nil
 	}
 	defer unix.Close(dir)
-	names, _ := beneath.Names(dir, "state", maxNested)
+	names, _ := beneath.Names(dir, "state", min(i.budget.nodes+1, maxNested))
 	slices.Sort(names)
 	var out []Info
 	for _, e := range names {
@@ -124,6 +130,12 @@ func (w *walker) children(i *Info) []Info {
 		if !ok || ValidateName(n) != nil {
 			continue
 		}
+		if i.budget.nodes <= 0 || i.budget.bytes <= 0 {
+			over := &Info{Name: n, depth: i.depth + 1}
+			out = append(out, *w.invalid(over, fmt.Errorf("more than %d nested levels or %d bytes of their records below this top level: the rest is not read", maxNested, maxBytes)))
+			break
+		}
+		i.budget.nodes--
 		c := w.child(i, dir, n)
 		if c.missing {
 			continue // removed since the listing
@@ -150,11 +162,12 @@ func (w *walker) openRunDir(i *Info) (int, error) {
 // child reads and checks the record of level name nested in p, whose run
 // directory is open as pdir. What fails a check comes back as Invalid.
 func (w *walker) child(p *Info, pdir int, name string) *Info {
-	i := &Info{Name: name, dir: filepath.Join(p.dir, "levels", name), depth: p.depth + 1, user: p.user}
+	i := &Info{Name: name, dir: filepath.Join(p.dir, "levels", name), depth: p.depth + 1, user: p.user, budget: p.budget}
 	if i.depth > MaxDepth {
 		return w.invalid(i, fmt.Errorf("nested more than %d levels deep", MaxDepth))
 	}
-	s, err := readNested(pdir, name)
+	s, n, err := readNested(pdir, name)
+	i.budget.bytes -= n
 	if err != nil {
 		i.missing = errors.Is(err, os.ErrNotExist)
 		return w.invalid(i, err)
@@ -191,17 +204,18 @@ func (w *walker) invalid(i *Info, why error) *Info {
 
 // readNested reads a nested level's record from the state directory of its
 // parent's run directory: a small regular file on that tmpfs, no links.
-func readNested(pdir int, name string) (*State, error) {
+func readNested(pdir int, name string) (*State, int, error) {
 	sd, err := beneath.Dir(pdir, "state", true)
 	if err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+		return nil, 0, fmt.Errorf("state directory: %w", err)
 	}
 	defer unix.Close(sd)
 	b, err := beneath.ReadFile(sd, name+".json", maxRecord, unix.TMPFS_MAGIC)
 	if err != nil {
-		return nil, fmt.Errorf("state file %s.json: %w", name, err)
+		return nil, 0, fmt.Errorf("state file %s.json: %w", name, err)
 	}
-	return decodeState(b, name)
+	s, err := decodeState(b, name)
+	return s, len(b), err
 }
 
 // nestedCgroups maps a nested record's cgroups (paths as its supervisor,
@@ -243,8 +257,8 @@ func belowMount(p, mnt string) (string, error) {
 	if !path.IsAbs(p) || path.Clean(p) != p {
 		return "", fmt.Errorf("%q is not a clean absolute path", p)
 	}
-	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(mnt, "/")+"/")
-	if !ok || rel == "" {
+	rel, ok := mounts.Below(mnt, p)
+	if !ok {
 		return "", fmt.Errorf("%q is not below %s", p, mnt)
 	}
 	return rel, nil
@@ -485,7 +499,7 @@ func (w *walker) describe(i *Info) {
 
 // find returns one level by name: a level of runDir, or a nested one as
 // PARENT/CHILD, reading only the records on the way to it.
-func (w *walker) find(name string) (*Info, error) {
+func (w *walker) find(name string, nested bool) (*Info, error) {
 	parts := strings.Split(name, "/")
 	for _, p := range parts {
 		if ValidateName(p) != nil {
@@ -514,7 +528,9 @@ func (w *walker) find(name string) (*Info, error) {
 		}
 		c.parent, i = i, c
 	}
-	i.Levels = w.children(i)
+	if nested {
+		i.Levels = w.children(i)
+	}
 	return i, nil
 }
 

@@ -17,13 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cl-unshare/cl-unshare/internal/beneath"
+	"github.com/cl-unshare/cl-unshare/internal/names"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -64,7 +64,10 @@ type Keeper struct {
 	cgID    int // its /sys/fs/cgroup's
 	copies  map[int]*copied
 	over    bool
-	wake    [2]int // a pipe: Close writes to end the loop's poll
+	pending bool      // the last Sync left changes for want of budget
+	tokens  float64   // copies and unmounts the host may still take now
+	filled  time.Time // when tokens were last topped up
+	wake    [2]int    // a pipe: Close writes to end the loop's poll
 	done    chan struct{}
 	stopped sync.Once
 }
@@ -138,6 +141,29 @@ func (k *Keeper) Join(root string) error {
 	return nil
 }
 
+// Rate is how many copies and unmounts per second a level's mirror makes
+// on the host, after a first burst of Max: a level that mounts and
+// unmounts in a loop makes its mirror lag, never the host's mount table
+// churn (everything that watches it pays for each change).
+const Rate = 100
+
+// spend takes one change from the host's budget, if there is one left.
+func (k *Keeper) spend() bool {
+	now := time.Now()
+	if k.filled.IsZero() {
+		k.tokens = float64(k.c.Max)
+	} else {
+		k.tokens = min(float64(k.c.Max), k.tokens+now.Sub(k.filled).Seconds()*Rate)
+	}
+	k.filled = now
+	if k.tokens < 1 {
+		k.pending = true
+		return false
+	}
+	k.tokens--
+	return true
+}
+
 // Start keeps the mirror in a goroutine of its own until Close: after
 // each change of the prepared namespace's mount table, at most every
 // interval.
@@ -145,7 +171,7 @@ func (k *Keeper) Start(interval time.Duration) {
 	k.done = make(chan struct{})
 	go func() {
 		defer close(k.done)
-		for k.wait() {
+		for k.pending || k.wait() {
 			_ = k.Sync()
 			// A change meanwhile stays pending for the next wait.
 			if k.closed(int(interval.Milliseconds())) {
@@ -159,12 +185,32 @@ func (k *Keeper) Start(interval time.Duration) {
 func (k *Keeper) wait() bool {
 	for {
 		fds := []unix.PollFd{{Fd: int32(k.table), Events: unix.POLLPRI}, {Fd: int32(k.wake[0]), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds, -1)
+		n, err := unix.Poll(fds, 1000)
 		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err == nil && n == 0 {
+			// A tmpfs grown by a remount changes no mount table here:
+			// once a second its copies are looked at again.
+			if k.grown() {
+				return true
+			}
 			continue
 		}
 		return err == nil && fds[1].Revents == 0 && fds[0].Revents != 0
 	}
+}
+
+// grown reports whether a tmpfs copied to the host is no longer within
+// its bounds.
+func (k *Keeper) grown() bool {
+	for _, c := range k.copies {
+		var st unix.Statfs_t
+		if unix.Fstatfs(c.fd, &st) == nil && st.Type == unix.TMPFS_MAGIC && smallTmpfs(st) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // closed waits up to ms milliseconds for Close and reports whether it came.
@@ -234,12 +280,22 @@ func (k *Keeper) Sync() error {
 		k.c.Over(below)
 	}
 	want := k.plan(kids)
+	k.pending = false
 	// Unmount what is gone or became something else (a parent's detach
-	// takes its children along; theirs then fails, harmlessly).
+	// takes its children along; theirs then fails, harmlessly), and a
+	// tmpfs its level has grown since (a remount of the superblock).
 	for _, id := range slices.Sorted(maps.Keys(k.copies)) {
 		c := k.copies[id]
-		if w, ok := want[id]; ok && describe(w.m) == c.desc {
+		var st unix.Statfs_t
+		grew := unix.Fstatfs(c.fd, &st) == nil && st.Type == unix.TMPFS_MAGIC && smallTmpfs(st) != nil
+		if grew {
+			delete(want, id) // and not copied again while it stays so
+		}
+		if w, ok := want[id]; ok && describe(w.m) == c.desc && !grew {
 			continue
+		}
+		if !k.spend() {
+			break // the rest next time
 		}
 		_ = unix.Unmount(fmt.Sprintf("/proc/self/fd/%d", c.fd), unix.MNT_DETACH)
 		unix.Close(c.fd)
@@ -255,6 +311,9 @@ func (k *Keeper) Sync() error {
 		}
 		if _, ok := k.copies[n.parent]; n.parent >= 0 && !ok {
 			continue // its parent could not be copied
+		}
+		if !k.spend() {
+			break // the rest next time
 		}
 		if err := k.copy(n); err != nil {
 			errs = append(errs, fmt.Errorf("mirror %s: %w", n.m.Mountpoint, err))
@@ -361,8 +420,8 @@ func (k *Keeper) copy(n node) error {
 	switch st.Type {
 	case unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC:
 	case unix.TMPFS_MAGIC:
-		if size := int64(st.Blocks) * st.Bsize; size > MaxTmpfs {
-			return fmt.Errorf("a tmpfs of %d bytes, more than %d", size, MaxTmpfs)
+		if err := smallTmpfs(st); err != nil {
+			return err
 		}
 		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
 	default:
@@ -387,8 +446,21 @@ func (k *Keeper) copy(n node) error {
 	if err := unix.MoveMount(fd, "", to, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
+	// Attached below a shared mount (as a nested supervisor's is, so its
+	// copies reach the host in turn) it is shared in a peer group of its
+	// own: none of the level's mounts is in it.
 	ok = true
 	k.copies[n.m.ID] = &copied{desc: describe(n.m), fd: fd}
+	return nil
+}
+
+// smallTmpfs checks a tmpfs is bounded as cl-unshare's are: a size (0
+// means none) and inodes (nr_inodes=0 reports 0 too) within the bounds.
+func smallTmpfs(st unix.Statfs_t) error {
+	size := int64(st.Blocks) * st.Bsize
+	if size <= 0 || size > MaxTmpfs || st.Files == 0 || st.Files > mounts.TmpfsMaxInodes {
+		return fmt.Errorf("a tmpfs of %d bytes and %d inodes, not within %d and %d", size, st.Files, MaxTmpfs, mounts.TmpfsMaxInodes)
+	}
 	return nil
 }
 
@@ -481,33 +553,11 @@ func isCgroup(m *mountinfo.Info) bool { return m.FSType == "cgroup" || m.FSType 
 // directory, for a NAME cl-unshare accepts.
 func nestedName(rel string) bool {
 	n, ok := strings.CutPrefix(rel, "levels/")
-	if !ok || n == "" || len(n) > 64 || strings.ContainsAny(n, "/") || n[0] == '.' || n[0] == '-' {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return false
-		}
-	}
-	return true
+	return ok && names.Valid(n) == nil
 }
 
-// relative is p below dir, if it is, as a clean relative path.
-func relative(dir, p string) (string, bool) {
-	if path.Clean(p) != p {
-		return "", false
-	}
-	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(dir, "/")+"/")
-	if !ok || rel == "" {
-		return "", false
-	}
-	for _, e := range strings.Split(rel, "/") {
-		if e == "." || e == ".." || e == "" {
-			return "", false
-		}
-	}
-	return rel, true
-}
+// relative is p strictly below dir, written plainly.
+func relative(dir, p string) (string, bool) { return mounts.Below(dir, p) }
 
 func describe(m *mountinfo.Info) string {
 	return m.Mountpoint + " " + m.FSType + " " + m.Root + " " + m.Source

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
@@ -127,4 +128,28 @@ func FuzzPlan(f *testing.F) {
 		}
 		_ = count(kids, 100)
 	})
+}
+
+// The host takes a first burst of Max changes, then Rate a second.
+func TestSpend(t *testing.T) {
+	k := &Keeper{c: Config{Max: 10}}
+	n := 0
+	for i := 0; i < 50; i++ {
+		if k.spend() {
+			n++
+		}
+	}
+	if n != 10 || !k.pending {
+		t.Errorf("spent %d of a burst of 10 (pending %v)", n, k.pending)
+	}
+	k.filled = k.filled.Add(-100 * time.Millisecond) // 100 ms later: Rate/10 more
+	n = 0
+	for i := 0; i < 50; i++ {
+		if k.spend() {
+			n++
+		}
+	}
+	if n != Rate/10 {
+		t.Errorf("after 100 ms, %d more, want %d", n, Rate/10)
+	}
 }

@@ -138,6 +138,20 @@ func Parse(r io.Reader) ([]*mountinfo.Info, error) {
 	return mountinfo.GetMountsFromReader(r, nil)
 }
 
+// Below returns p relative to dir if p is strictly below it and written
+// plainly (absolute, no "//", ".", ".." or trailing "/"): for paths that
+// came from somewhere untrusted, where Under would clean them first.
+func Below(dir, p string) (string, bool) {
+	if !path.IsAbs(p) || path.Clean(p) != p {
+		return "", false
+	}
+	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+	if !ok || rel == "" {
+		return "", false
+	}
+	return rel, true
+}
+
 // Under reports whether p is dir or below it.
 func Under(p, dir string) bool {
 	_, ok := relativeTo(dir, p)

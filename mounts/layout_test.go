@@ -101,7 +101,7 @@ func TestParse(t *testing.T) {
 
 func TestLayoutHybrid(t *testing.T) {
 	checkLayout(t, layoutOf(t, hybridMountinfo), Layout{Kind: Hybrid, FS: []FS{
-		{Dir: "", Type: "tmpfs", Data: "mode=755,size=64k"},
+		{Dir: "", Type: "tmpfs", Data: LayoutRootData},
 		{Dir: "blkio", Type: "cgroup", Data: "blkio"},
 		{Dir: "cpu", Type: "cgroup", Data: "cpu"},
 		{Dir: "cpuacct", Type: "cgroup", Data: "cpuacct"},
@@ -121,7 +121,7 @@ func TestLayoutUnified(t *testing.T) {
 
 func TestLayoutLegacy(t *testing.T) {
 	checkLayout(t, layoutOf(t, legacyMountinfo), Layout{Kind: Legacy, FS: []FS{
-		{Dir: "", Type: "tmpfs", Data: "mode=755,size=64k"},
+		{Dir: "", Type: "tmpfs", Data: LayoutRootData},
 		{Dir: "blkio", Type: "cgroup", Data: "blkio"},
 		{Dir: "cpu,cpuacct", Type: "cgroup", Data: "cpu,cpuacct"},
 		{Dir: "cpuset", Type: "cgroup", Data: "cpuset,noprefix"},
@@ -174,7 +174,7 @@ func TestLayoutStacked(t *testing.T) {
 		"60 25 0:60 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n" +
 		"61 60 0:61 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
 	checkLayout(t, layoutOf(t, text), Layout{Kind: Legacy, FS: []FS{
-		{Dir: "", Type: "tmpfs", Data: "mode=755,size=64k"},
+		{Dir: "", Type: "tmpfs", Data: LayoutRootData},
 		{Dir: "memory", Type: "cgroup", Data: "memory"},
 	}})
 

@@ -49,12 +49,20 @@ func Current() ([]*mountinfo.Info, error) {
 
 // MountTmpfs mounts a small tmpfs at dir.
 func MountTmpfs(dir string) error {
-	return mount("mount tmpfs", "cl-unshare", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=64k")
+	return mount("mount tmpfs", "cl-unshare", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,"+TmpfsBounds)
 }
+
+// TmpfsBounds are the size and inode bounds of every tmpfs cl-unshare
+// mounts: a run directory, a layout's root. Inodes are bounded too: empty
+// files and directories take no blocks.
+const TmpfsBounds = "size=64k,nr_inodes=4096"
+
+// TmpfsMaxInodes is TmpfsBounds' nr_inodes.
+const TmpfsMaxInodes = 4096
 
 // LayoutRootData is how a layout's root tmpfs is mounted: it holds only
 // mount points and symlinks.
-const LayoutRootData = "mode=755,size=64k"
+const LayoutRootData = "mode=755," + TmpfsBounds
 
 // MountLayoutRoot mounts the tmpfs a level's /sys/fs/cgroup starts as.
 func MountLayoutRoot(dir string) error {

@@ -224,6 +224,10 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 		if err != nil {
 			return fmt.Errorf("read from init stage: %w", err)
 		}
+		if fd >= 0 && m.Type != "proc" {
+			syscall.Close(fd) // only "proc" comes with one
+			fd = -1
+		}
 		var answer func() error
 		switch m.Type {
 		case "exec":
@@ -287,8 +291,14 @@ func readMessageFD(sock *os.File, v any) (int, error) {
 	fd := -1
 	if oobn > 0 {
 		if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cms) == 1 {
-			if fds, err := unix.ParseUnixRights(&cms[0]); err == nil && len(fds) == 1 {
-				fd = fds[0]
+			if fds, err := unix.ParseUnixRights(&cms[0]); err == nil {
+				for i, f := range fds {
+					if i == 0 {
+						fd = f
+					} else {
+						syscall.Close(f)
+					}
+				}
 			}
 		}
 	}

@@ -70,7 +70,7 @@ func TestForgedNestedState(t *testing.T) {
 	// deeper than the host follows.
 	chain := fmt.Sprintf(`d=/run/cl-unshare; i=0; while [ $i -lt %d ]; do
 		mkdir -p $d/state $d/levels/a && rec a $$ $ms 0 0 /run/cl-unshare/levels/a '{}' '{}' $d/state/a.json &&
-		mount -t tmpfs -o size=64k chain $d/levels/a && d=$d/levels/a && i=$((i+1)) || { echo chain failed at $i; exit 1; }
+		mount -t tmpfs -o size=64k,nr_inodes=1024 chain $d/levels/a && d=$d/levels/a && i=$((i+1)) || { echo chain failed at $i; exit 1; }
 		done`, lvl.MaxDepth+8)
 	l := start(t, nil, append([]string{"--user"}, script(
 		rec,
@@ -387,6 +387,112 @@ func TestExecOwnTerminal(t *testing.T) {
 	}
 	if got := mustRead(t, dir+"/fd8"); !strings.Contains(got, "Bad file descriptor") {
 		t.Errorf("fd 8 in CMD: %q, want none", got)
+	}
+	l.stop(t)
+}
+
+// Review of issue 16: a level cannot make the host read without bound
+// (a hundred thousand records, hard links to one), nor get a tmpfs onto
+// the host that its bounds do not hold (no size, nr_inodes=0, grown by
+// a remount), and the host's copies propagate nowhere.
+func TestMirrorAndWalkBounds(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	s := "/run/cl-unshare/state"
+	l := start(t, nil, append([]string{"--user"}, script(
+		"mkdir -p "+s+" /run/cl-unshare/levels/nosize /run/cl-unshare/levels/noinodes /run/cl-unshare/levels/grows",
+		`printf '{"name":"x"}' > `+s+`/x.json`,
+		"i=0; while [ $i -lt 5000 ]; do ln "+s+"/x.json "+s+"/r$i.json || break; i=$((i+1)); done; echo links=$i > "+dir+"/links",
+		"mount -t tmpfs -o size=0 t /run/cl-unshare/levels/nosize",
+		"mount -t tmpfs -o size=64k,nr_inodes=0 t /run/cl-unshare/levels/noinodes",
+		"mount -t tmpfs -o size=64k,nr_inodes=100 t /run/cl-unshare/levels/grows",
+		"echo $$ > "+dir+"/pid",
+		"while [ ! -e "+dir+"/grow ]; do sleep 0.01; done",
+		"mount -t tmpfs -o remount,size=100m t /run/cl-unshare/levels/grows && echo grown > "+dir+"/grown",
+		"sleep 600")...)...)
+	pid := pidOf(t, l, dir+"/pid")
+	grows := filepath.Join(runDir, "levels", l.name, "levels", "grows")
+	onHost := func(p string) bool {
+		return slices.ContainsFunc(mirrorMounts(t, l.name), func(m string) bool { return strings.HasPrefix(m, p+" ") })
+	}
+	waitFor(t, "the bounded tmpfs on the host", func() bool { return onHost(grows) })
+	for _, p := range []string{"nosize", "noinodes"} {
+		if onHost(filepath.Join(runDir, "levels", l.name, "levels", p)) {
+			t.Errorf("a tmpfs with %s reached the host", p)
+		}
+	}
+	// No copy on the host is a peer of anything in the level.
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, _ := mounts.Parse(f)
+	f.Close()
+	groups := map[string]bool{}
+	for _, m := range inside {
+		for _, o := range strings.Fields(m.Optional) {
+			groups[strings.TrimPrefix(o, "master:")] = true
+			groups[o] = true
+		}
+	}
+	infos, _ := mounts.Current()
+	for _, m := range infos {
+		for _, o := range strings.Fields(m.Optional) {
+			if mounts.Under(m.Mountpoint, filepath.Join(runDir, "levels", l.name)) && strings.HasPrefix(o, "shared:") && (groups[o] || groups[strings.TrimPrefix(o, "shared:")]) {
+				t.Errorf("the host's %s is in peer group %s, which the level has too", m.Mountpoint, o)
+			}
+		}
+	}
+	os.WriteFile(dir+"/grow", nil, 0o644)
+	waitFile(t, l, dir+"/grown")
+	waitFor(t, "the grown tmpfs to leave the host", func() bool { return !onHost(grows) })
+
+	top := findInfo(listJSON(t), l.name)
+	if top == nil {
+		t.Fatal("not listed")
+	}
+	// The run directory's nr_inodes (4096, links count) bounds one level
+	// already; the walk's budget (4096 records below a top level) all of
+	// its nested ones.
+	links, _ := strconv.Atoi(strings.TrimPrefix(mustRead(t, dir+"/links"), "links="))
+	if n := len(top.Levels); n > 4097 || n < min(links, 4096) || n > 4096 && !strings.Contains(top.Levels[n-1].Invalid, "the rest is not read") {
+		t.Errorf("list read %d nested records of %d links", n, links)
+	}
+	if links >= 4096 {
+		t.Errorf("the level made %d links in its 4096-inode run directory", links)
+	}
+	if r := cmd(t, "kill", l.name); r.code != 0 {
+		t.Errorf("kill: %d %s", r.code, r.stderr)
+	}
+	l.wait(t)
+}
+
+// Review of issue 16: gc of a level nested two deep in a --user level
+// says where to collect it before it kills anything.
+func TestGCNestedInUserLevel(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	n3 := fmt.Sprintf("echo $$ > %s/n3; exec sleep 600", dir)
+	n2 := fmt.Sprintf("%s --name n3 -- /bin/sh -c %s & echo $! > %s/sup3; exec sleep 600", bin, shQuote(n3), dir)
+	l := start(t, nil, append([]string{"--user"}, script("exec "+bin+" --name n2 -- /bin/sh -c "+shQuote(n2))...)...)
+	p3 := pidOf(t, l, dir+"/n3")
+	syscall.Kill(pidOf(t, l, dir+"/sup3"), syscall.SIGKILL)
+	waitFor(t, "n3's supervisor gone", func() bool {
+		i := findInfo(listJSON(t), l.name)
+		return i != nil && len(i.Levels) == 1 && len(i.Levels[0].Levels) == 1 && i.Levels[0].Levels[0].SupervisorPID == 0
+	})
+	r := cmd(t, "gc", l.name+"/n2/n3")
+	if r.code != 125 || !oneLine(r.stderr, "read-only copy") || !strings.Contains(r.stderr, "cl-unshare exec "+l.name+"/n2 -- cl-unshare gc n3") {
+		t.Errorf("gc %s/n2/n3: exit %d, %q", l.name, r.code, r.stderr)
+	}
+	if !alive(p3) {
+		t.Errorf("gc killed n3's process before refusing")
 	}
 	l.stop(t)
 }
