@@ -21,11 +21,14 @@ install: build
 # instead of skipping when CL_UNSHARE_NO_SKIP=1, as in CI).
 test: unit integration
 
+# The unit tests and the Go API's integration tests run with the race
+# detector too (it needs cgo: gcc, as on the development machines).
 unit:
-	$(GO) test -count=1 $(UNIT)
+	$(GO) test -count=1 -race $(UNIT)
 
 integration:
 	$(GO) test -count=1 -timeout 5m ./tests
+	$(GO) test -count=1 -race -timeout 5m -run '^TestAPI' ./tests
 
 # Median start latency beside util-linux unshare, measured in one run.
 bench:

@@ -29,7 +29,10 @@ func StartContext(ctx context.Context, cfg Config) (*Level, error) {
 // Kill kills every process of the level, nested levels included, and
 // waits until they are gone. The command's Wait then returns.
 func (l *Level) Kill() error {
-	if l.closed {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
 		return errors.New("level " + l.Name + " is closed")
 	}
 	return l.cgroups.Kill()

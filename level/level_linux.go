@@ -59,10 +59,13 @@ func ExitCode(ws syscall.WaitStatus) int {
 // every hierarchy, its mirror mounts and its run directory. It is safe to
 // call more than once.
 func (l *Level) Close() error {
-	if l.closed {
+	l.mu.Lock()
+	closed := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if closed {
 		return nil
 	}
-	l.closed = true
 	if l.done != nil {
 		close(l.done)
 	}

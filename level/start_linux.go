@@ -51,6 +51,7 @@ type Level struct {
 	cmd      *exec.Cmd
 	cgroups  *cgroup.Level
 	fg       bool
+	mu       sync.Mutex // closed is read by StartContext's watcher
 	closed   bool
 	// prepared is the thread a --user level was cloned from, and mirror
 	// what copies its cgroup mounts to the host.

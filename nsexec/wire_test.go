@@ -361,8 +361,9 @@ func TestWaitWithProcRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
+		wfd := int(w.Fd())
 		go func() {
-			err := ask(init, message{Type: "proc"}, int(w.Fd()))
+			err := ask(init, message{Type: "proc"}, wfd)
 			if err == nil {
 				err = send(init, message{Type: "exec"})
 			}
@@ -378,13 +379,13 @@ func TestWaitWithProcRequest(t *testing.T) {
 			}
 			return nil
 		}})
+		askErr := <-done
 		w.Close()
 		b := make([]byte, 1)
 		if n, _ := r.Read(b); n != 1 {
 			t.Errorf("the handler's descriptor is not the one sent")
 		}
 		r.Close()
-		askErr := <-done
 		var se *StepError
 		switch {
 		case !fail && (err != nil || askErr != nil):
