@@ -92,3 +92,12 @@ func ExampleConfig_init() {
 	// cl-unshare-init
 	// exit 0
 }
+
+// Init comes first in main (and in TestMain): a process re-executed as a
+// level's init stage or watchdog runs as that and never returns; any
+// other returns at once.
+func ExampleInit() {
+	level.Init()
+	fmt.Println("an ordinary start")
+	// Output: an ordinary start
+}

@@ -7,6 +7,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/cl-unshare/cl-unshare/internal/exitcode"
+	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,11 +50,20 @@ func (l *Level) Wait() (syscall.WaitStatus, error) {
 }
 
 // ExitCode maps a wait status the way shells do: the code, or 128+signal.
-func ExitCode(ws syscall.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
+func ExitCode(ws syscall.WaitStatus) int { return exitcode.Of(ws) }
+
+// ExitFailure is the exit code for a failure of cl-unshare's own.
+const ExitFailure = exitcode.Failure
+
+// ErrorCode is the exit code for an error of Start, ExecInPlace or Exec:
+// 127 when CMD was not found, 126 when it could not be executed, 125 for
+// any other failure (never one of CMD's own codes).
+func ErrorCode(err error) int {
+	var se *StepError
+	if errors.As(err, &se) && se.Step == nsexec.StepExec {
+		return exitcode.Exec(err)
 	}
-	return ws.ExitStatus()
+	return exitcode.Failure
 }
 
 // Close kills whatever is left in the level and removes its cgroups in

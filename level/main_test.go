@@ -6,14 +6,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/cl-unshare/cl-unshare/nsexec"
+	"github.com/cl-unshare/cl-unshare/level"
 )
 
 func TestMain(m *testing.M) {
 	// The examples start real levels: this binary is their init stage.
-	if nsexec.IsInit() {
-		nsexec.Main()
-	}
+	level.Init()
 	flag.Parse()
 	if os.Geteuid() != 0 && flag.Lookup("test.run").Value.String() == "" {
 		// The examples need root; the tests do not. -run filters
@@ -23,7 +21,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Fprintln(os.Stderr, "level: skipping the examples that start real levels: they need root")
-		flag.Set("test.run", "^(Test|ExampleFlagError$)")
+		flag.Set("test.run", "^(Test|ExampleFlagError$|ExampleInit$)")
 	}
 	os.Exit(m.Run())
 }

@@ -11,11 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchMarker is argv[0] of the --kill-child watchdog.
-const WatchMarker = "cl-unshare [watch]"
+// watchMarker is argv[0] of the --kill-child watchdog.
+const watchMarker = "cl-unshare [watch]"
 
-// IsWatch reports whether this process is a --kill-child watchdog.
-func IsWatch() bool { return len(os.Args) > 0 && os.Args[0] == WatchMarker }
+// isWatch reports whether this process is a --kill-child watchdog.
+func isWatch() bool { return len(os.Args) > 0 && os.Args[0] == watchMarker }
 
 // startWatch starts the --kill-child watchdog: a small process outside the
 // level that outlives a killed supervisor and then signals every process
@@ -24,7 +24,7 @@ func IsWatch() bool { return len(os.Args) > 0 && os.Args[0] == WatchMarker }
 func (l *Level) startWatch(sig unix.Signal) error {
 	w := exec.Command("/proc/self/exe", l.runDir, l.Name, strconv.Itoa(int(sig)),
 		strconv.Itoa(l.state.Supervisor.PID), strconv.FormatUint(l.state.Supervisor.Start, 10))
-	w.Args[0] = WatchMarker
+	w.Args[0] = watchMarker
 	// Its own process group: a signal to the supervisor's group must not
 	// take the watchdog with it.
 	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -35,10 +35,10 @@ func (l *Level) startWatch(sig unix.Signal) error {
 	return nil
 }
 
-// WatchMain is the watchdog: it waits for the supervisor to die, then, if
+// watchMain is the watchdog: it waits for the supervisor to die, then, if
 // the level is still there (a supervisor that ended normally removed it),
 // sends the signal to all of it.
-func WatchMain(args []string) int {
+func watchMain(args []string) int {
 	if len(args) != 5 {
 		return 2
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/cl-unshare/cl-unshare/internal/exitcode"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/moby/sys/mountinfo"
@@ -47,7 +48,7 @@ func Main() {
 	c, err := readConfig(sync)
 	if err != nil {
 		reportError(sync, StepConfig, err)
-		os.Exit(125)
+		os.Exit(exitcode.Failure)
 	}
 	run := run
 	if c.Join {
@@ -70,7 +71,7 @@ func Main() {
 		step, err = StepExec, execCommand(sync, c)
 	}
 	reportError(sync, step, err)
-	os.Exit(125)
+	os.Exit(exitcode.Failure)
 }
 
 func run(c *Config) (string, error) {
@@ -241,7 +242,7 @@ func runChild(c *Config) {
 	path, err := lookPath(c.Argv[0])
 	if err != nil {
 		reportError(syncFile, StepExec, err)
-		os.Exit(125)
+		os.Exit(exitcode.Failure)
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
@@ -256,7 +257,7 @@ func runChild(c *Config) {
 	p, err := os.StartProcess(path, c.Argv, attr)
 	if err != nil {
 		reportError(syncFile, StepExec, fmt.Errorf("%s: %w", c.Argv[0], unwrap(err)))
-		os.Exit(125)
+		os.Exit(exitcode.Failure)
 	}
 	_ = send(syncFile, message{Type: "exec"})
 	syncFile.Close()
@@ -274,15 +275,12 @@ func runChild(c *Config) {
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cl-unshare: wait for %s: %v\n", c.Argv[0], err)
-			os.Exit(125)
+			os.Exit(exitcode.Failure)
 		}
 		if pid != p.Pid || !(ws.Exited() || ws.Signaled()) {
 			continue // an orphan reaped, or a stop
 		}
-		if ws.Signaled() {
-			os.Exit(128 + int(ws.Signal()))
-		}
-		os.Exit(ws.ExitStatus())
+		os.Exit(exitcode.Of(syscall.WaitStatus(ws)))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/cl-unshare/cl-unshare/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,12 +41,9 @@ func ExecInPlace(c *Config, levelFD int) error {
 // mainInPlace is Main for --exec: same steps, errors on stderr.
 func mainInPlace() {
 	fail := func(step string, err error) {
-		code := 125
+		code := exitcode.Failure
 		if step == StepExec {
-			code = 126
-			if errors.Is(err, unix.ENOENT) {
-				code = 127
-			}
+			code = exitcode.Exec(err)
 		}
 		fmt.Fprintf(os.Stderr, "cl-unshare: %s: %v (what was set up is left for cl-unshare gc)\n", step, err)
 		os.Exit(code)

@@ -20,7 +20,6 @@ import (
 	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
-	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,10 +33,9 @@ var testParent = fmt.Sprintf("clu-test-%d", os.Getpid())
 const runDir = "/run/cl-unshare"
 
 func TestMain(m *testing.M) {
-	// The Go API re-executes this binary as a level's init stage.
-	if nsexec.IsInit() {
-		nsexec.Main()
-	}
+	// The Go API re-executes this binary as a level's init stage (and,
+	// with KillSignal, as its watchdog).
+	lvl.Init()
 	if h := os.Getenv("CLU_HELPER"); h != "" {
 		os.Exit(helper(h, os.Args[1:]))
 	}

@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/level"
-	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -176,7 +175,7 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		if err != nil {
 			return cfg, &level.FlagError{Flag: "--set", Err: err}
 		}
-		l.Set = append(l.Set, cgroup.Setting{File: file, Value: value})
+		l.Set = append(l.Set, level.Setting{File: file, Value: value})
 	}
 	return cfg, nil
 }

@@ -3,17 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cl-unshare/cl-unshare/level"
-	"github.com/cl-unshare/cl-unshare/level/cgroup"
-	"github.com/cl-unshare/cl-unshare/nsexec"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
 // parse runs args (without argv[0]) through a bare app with our flags and
@@ -74,14 +70,14 @@ func TestFlagsToConfig(t *testing.T) {
 		Argv:   []string{"make", "-j4"},
 		RunDir: level.DefaultRunDir,
 		Leaf:   level.DefaultLeaf,
-		Limits: cgroup.Limits{
+		Limits: level.Limits{
 			Memory:     512 << 20,
 			CPUs:       1.5,
 			CPUWeight:  100,
 			CpusetCPUs: "0-1",
 			CpusetMems: "0",
 			PidsMax:    64,
-			Set:        []cgroup.Setting{{File: "memory.high", Value: "1G"}, {File: "pids.max", Value: "9"}},
+			Set:        []level.Setting{{File: "memory.high", Value: "1G"}, {File: "pids.max", Value: "9"}},
 		},
 	}
 	for name, p := range map[string]func(*testing.T, ...string) (level.Config, error){"bare": parse, "newApp": parseReal} {
@@ -127,7 +123,7 @@ func TestDefaultCommand(t *testing.T) {
 	if cfg.RunDir != level.DefaultRunDir || cfg.CgroupParent != "" {
 		t.Errorf("config = %+v", cfg)
 	}
-	if !reflect.DeepEqual(cfg.Limits, cgroup.Limits{}) {
+	if !reflect.DeepEqual(cfg.Limits, level.Limits{}) {
 		t.Errorf("Limits = %+v, want none", cfg.Limits)
 	}
 
@@ -188,7 +184,7 @@ func TestSetValueWithComma(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--set with a list value: %v", err)
 	}
-	want := []cgroup.Setting{{File: "cpuset.cpus", Value: "0-3,6"}, {File: "cpuset.mems", Value: "0,1"}}
+	want := []level.Setting{{File: "cpuset.cpus", Value: "0-3,6"}, {File: "cpuset.mems", Value: "0,1"}}
 	if !reflect.DeepEqual(cfg.Limits.Set, want) {
 		t.Errorf("Set = %+v, want %+v", cfg.Limits.Set, want)
 	}
@@ -239,31 +235,6 @@ func TestFlagErrors(t *testing.T) {
 			}
 		} else if err.Error() != c.msg {
 			t.Errorf("%q: error %q, want %q", c.args, err, c.msg)
-		}
-	}
-}
-
-func TestErrorCode(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		code int
-	}{
-		{&nsexec.StepError{Step: nsexec.StepExec, Errno: unix.ENOENT, Text: "nope: not found"}, 127},
-		{fmt.Errorf("start: %w", &nsexec.StepError{Step: nsexec.StepExec, Errno: unix.ENOENT}), 127},
-		{&nsexec.StepError{Step: nsexec.StepExec, Errno: unix.EACCES}, 126},
-		{&nsexec.StepError{Step: nsexec.StepExec, Errno: unix.ENOEXEC}, 126},
-		{&nsexec.StepError{Step: nsexec.StepExec}, 126},
-		{&nsexec.StepError{Step: nsexec.StepCgroupNS, Errno: unix.ENOENT}, 125},
-		{&nsexec.StepError{Step: nsexec.StepCgroupMount, Errno: unix.EACCES}, 125},
-		{&nsexec.StepError{Step: nsexec.StepConfig}, 125},
-		{&nsexec.StepError{Step: "before exec", Errno: unix.ECANCELED}, 125},
-		{errors.New("plain"), 125},
-		{fmt.Errorf("wrapped: %w", unix.ENOENT), 125},
-		{&level.FlagError{Flag: "--memory", Err: errors.New("x")}, 125},
-		{nsexec.ErrDied, 125},
-	} {
-		if got := errorCode(c.err); got != c.code {
-			t.Errorf("errorCode(%v) = %d, want %d", c.err, got, c.code)
 		}
 	}
 }

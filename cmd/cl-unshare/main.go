@@ -4,32 +4,21 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/cl-unshare/cl-unshare/level"
-	"github.com/cl-unshare/cl-unshare/nsexec"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
-// Exit codes of cl-unshare's own making; otherwise it exits with CMD's.
-const (
-	exitFailure  = 125 // cl-unshare itself failed
-	exitNotExec  = 126 // CMD was found but could not be executed
-	exitNotFound = 127 // CMD was not found
-)
+// exitFailure is cl-unshare's own failure; otherwise it exits with CMD's
+// code (package level's ErrorCode and ExitCode).
+const exitFailure = level.ExitFailure
 
 func main() {
-	if nsexec.IsInit() {
-		nsexec.Main() // never returns
-	}
-	if level.IsWatch() {
-		os.Exit(level.WatchMain(os.Args[1:]))
-	}
+	level.Init() // a re-executed stage of a level does not return
 	os.Exit(run(os.Args, os.Stderr))
 }
 
@@ -40,7 +29,7 @@ func run(args []string, stderr io.Writer) int {
 	app.ErrWriter = stderr
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
-		return errorCode(err)
+		return level.ErrorCode(err)
 	}
 	return int(code)
 }
@@ -63,20 +52,6 @@ func setup(args []string, code *exitCode) (*cli.App, []string) {
 }
 
 type exitCode int
-
-// errorCode maps an error of cl-unshare's to its exit code.
-func errorCode(err error) int {
-	var se *stepError
-	if errors.As(err, &se) && se.Step == nsexec.StepExec {
-		if errors.Is(err, unix.ENOENT) {
-			return exitNotFound
-		}
-		return exitNotExec
-	}
-	return exitFailure
-}
-
-type stepError = nsexec.StepError
 
 // optionalValues gives --kill-child its default value when it has none
 // (unshare's --kill-child[=SIG]); the flag package needs one. Only the

@@ -1,0 +1,22 @@
+package level
+
+import (
+	"os"
+
+	"github.com/cl-unshare/cl-unshare/nsexec"
+)
+
+// Init runs this process in the role it was re-executed in, if it was
+// one, and then never returns: a level's init stage (the code that runs
+// inside the new namespaces, package nsexec) or the --kill-child
+// watchdog. Otherwise it returns at once. Levels are started by
+// re-executing /proc/self/exe, so a program that uses this package must
+// call Init first in main, and in TestMain (see the package example).
+func Init() {
+	switch {
+	case nsexec.IsInit():
+		nsexec.Main()
+	case isWatch():
+		os.Exit(watchMain(os.Args[1:]))
+	}
+}
