@@ -3,6 +3,7 @@ package level
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -88,7 +89,7 @@ func Check() Report {
 			procs, _ := cgroup.Fields(base, "cgroup.procs")
 			_, typed := os.Stat(base + "/cgroup.type")
 			for _, c := range have {
-				if !contains(on, c) && len(procs) > 0 && typed == nil {
+				if !slices.Contains(on, c) && len(procs) > 0 && typed == nil {
 					problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use --cgroup-parent", base, c, c)
 					break
 				}
@@ -106,15 +107,6 @@ func Check() Report {
 func finish(r Report) Report {
 	r.CanStart = len(r.Problems) == 0
 	return r
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func kernelVersion(release string) (int, int) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -167,14 +168,7 @@ func Inspect(runDir, name string) (*Info, error) {
 	return i, nil
 }
 
-func hasController(h, c string) bool {
-	for _, x := range strings.Split(h, ",") {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
+func hasController(h, c string) bool { return slices.Contains(strings.Split(h, ","), c) }
 
 func nsInode(pid int, ns string) uint64 {
 	var st unix.Stat_t

@@ -1,10 +1,10 @@
 package level
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
+	"github.com/moby/sys/user"
+	"github.com/moby/sys/userns"
 	"strconv"
 	"strings"
 )
@@ -60,51 +60,31 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 
 // initialUserNS reports whether this process is in the host's user
 // namespace, which maps every id to itself.
-func initialUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	m := parseIDMaps(string(b))
-	return err == nil && len(m) == 1 && m[0] == IDMap{0, 0, 1<<32 - 1}
-}
+func initialUserNS() bool { return !userns.RunningInUserNS() }
 
 // parseIDMaps parses the text of a /proc/PID/uid_map or gid_map: lines of
 // the id inside that process's namespace (Inner), the id in the reader's
-// (Outer), and a count.
+// (Outer), and a count. Text it cannot parse gives no map.
 func parseIDMaps(text string) []IDMap {
-	var maps []IDMap
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		var n [3]int
-		ok := true
-		for i := range f {
-			v, err := strconv.Atoi(f[i])
-			n[i], ok = v, ok && err == nil
-		}
-		if ok {
-			maps = append(maps, IDMap{n[0], n[1], n[2]})
+	ms, err := user.ParseIDMap(strings.NewReader(text))
+	if err != nil {
+		return nil
+	}
+	var out []IDMap
+	for _, m := range ms {
+		if m.ID >= 0 && m.ParentID >= 0 && m.Count > 0 && m.ID+m.Count <= 1<<32 && m.ParentID+m.Count <= 1<<32 {
+			out = append(out, IDMap{Inner: int(m.ID), Outer: int(m.ParentID), Count: int(m.Count)})
 		}
 	}
-	return maps
+	return out
 }
 
 // subRange reads root's first range from /etc/subuid or /etc/subgid.
 func subRange(path string) (IDMap, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return IDMap{}, false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		p := strings.Split(strings.TrimSpace(s.Text()), ":")
-		if len(p) == 3 && (p[0] == "root" || p[0] == "0") {
-			start, e1 := strconv.Atoi(p[1])
-			count, e2 := strconv.Atoi(p[2])
-			if e1 == nil && e2 == nil && count > 0 {
-				return IDMap{Inner: 0, Outer: start, Count: count}, true
-			}
+	ids, err := user.ParseSubIDFileFilter(path, func(s user.SubID) bool { return s.Name == "root" || s.Name == "0" })
+	for _, s := range ids {
+		if err == nil && s.SubID >= 0 && s.Count > 0 && s.SubID+s.Count <= 1<<32 {
+			return IDMap{Inner: 0, Outer: int(s.SubID), Count: int(s.Count)}, true
 		}
 	}
 	return IDMap{}, false

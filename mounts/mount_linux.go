@@ -35,17 +35,11 @@ func mount(op, source, target, fstype string, flags uintptr, data string) error 
 	return nil
 }
 
-// Current reads this thread's mount table. /proc/thread-self, not
-// /proc/self: after unshare(CLONE_NEWNS) on one thread the thread-group
-// leader may still be in the old namespace.
-func Current() ([]*mountinfo.Info, error) {
-	f, err := os.Open("/proc/thread-self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return Parse(f)
-}
+// Current reads this thread's mount table: /proc/thread-self, as
+// mountinfo.GetMounts reads it, not /proc/self, since after
+// unshare(CLONE_NEWNS) on one thread the thread-group leader may still be
+// in the old namespace.
+func Current() ([]*mountinfo.Info, error) { return mountinfo.GetMounts(nil) }
 
 // MountTmpfs mounts a small tmpfs at dir.
 func MountTmpfs(dir string) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/cl-unshare/cl-unshare/internal/exitcode"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/moby/sys/capability"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -178,13 +179,15 @@ func dropTo(ids HostIDs) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	for c := 0; c <= lastCap(); c++ {
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-		}
+	// This thread's sets (capabilities are per thread).
+	caps, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
+	// The bounding set needs CAP_SETPCAP: emptied while we are root.
+	caps.Clear(capability.BOUNDS | capability.AMBS)
+	if err := caps.Apply(capability.BOUNDS | capability.AMBS); err != nil {
+		return fmt.Errorf("empty the bounding and ambient capability sets: %w", err)
 	}
 	// The syscall package's versions change every thread, not just this.
 	if err := syscall.Setgroups(nil); err != nil {
@@ -196,9 +199,8 @@ func dropTo(ids HostIDs) error {
 	if err := syscall.Setresuid(ids.UID, ids.UID, ids.UID); err != nil {
 		return fmt.Errorf("setresuid %d: %w", ids.UID, err)
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var none [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &none[0]); err != nil {
+	caps.Clear(capability.CAPS)
+	if err := caps.Apply(capability.CAPS); err != nil {
 		return fmt.Errorf("clear capabilities: %w", err)
 	}
 	return nil
@@ -221,15 +223,6 @@ func closeInherited() error {
 		}
 	}
 	return nil
-}
-
-// lastCap is the highest capability this kernel knows.
-func lastCap() int {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if n, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil {
-		return n
-	}
-	return 63
 }
 
 // runChild runs CMD as a child, tells the launcher it runs, passes

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ func TestLeaf(t *testing.T) {
 				t.Errorf("/proc/self/cgroup's v2 line %q, want %q", got, want)
 			}
 			procs, _ := cgroup.Fields(inner, "cgroup.procs")
-			if in, _ := cgroup.Fields(start, "cgroup.procs"); !slicesContain(in, strconv.Itoa(pid)) || c.leaf != "" && len(procs) != 0 {
+			if in, _ := cgroup.Fields(start, "cgroup.procs"); !slices.Contains(in, strconv.Itoa(pid)) || c.leaf != "" && len(procs) != 0 {
 				t.Errorf("the root holds %v, %s holds %v; CMD is %d", procs, start, in, pid)
 			}
 			wantLeaf := ""
@@ -134,15 +135,6 @@ func TestLeaf(t *testing.T) {
 			t.Errorf("%q: exit %d, %q", bad, r.code, r.stderr)
 		}
 	}
-}
-
-func slicesContain(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Issue 15 item 3: a nested level goes beside the leaf, in the root that

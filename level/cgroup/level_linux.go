@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func Base(h Hierarchy) string {
 		return h.Path
 	}
 	for _, c := range have {
-		if !contains(on, c) {
+		if !slices.Contains(on, c) {
 			return path.Dir(h.Path)
 		}
 	}
@@ -197,7 +198,7 @@ const parentMark = "trusted.cl-unshare"
 func (d *Dirs) removeParents() error {
 	top := d.Dir(Base(d.Hierarchy))
 	for p := d.Parent; p != top && strings.HasPrefix(p, top+"/"); p = filepath.Dir(p) {
-		ours := contains(d.made, p)
+		ours := slices.Contains(d.made, p)
 		if !ours {
 			if _, err := unix.Getxattr(p, parentMark, nil); err != nil {
 				return nil
@@ -342,7 +343,7 @@ func (d *Dirs) enableFor(ws []Write, created []string) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", filepath.Join(top, "cgroup.subtree_control"), err)
 		}
-		if contains(on, w.Controller) {
+		if slices.Contains(on, w.Controller) {
 			continue
 		}
 		if err := enable(top, w.Controller); err != nil {
@@ -360,7 +361,7 @@ func (d *Dirs) enableFor(ws []Write, created []string) error {
 
 func enable(dir, c string) error {
 	have, err := Fields(dir, "cgroup.controllers")
-	if err == nil && !contains(have, c) {
+	if err == nil && !slices.Contains(have, c) {
 		up := filepath.Dir(dir)
 		// The root cgroup (no cgroup.type) is exempt from the rule.
 		_, err := os.Stat(filepath.Join(up, "cgroup.type"))
@@ -389,15 +390,6 @@ func enableAll(dir string) error {
 		}
 	}
 	return nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // V2 returns the level's unified-hierarchy cgroups, or nil on a legacy host.
