@@ -281,7 +281,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 		}
 	}
 	wd, _ := os.Getwd()
-	if err := nsexec.SendConfig(parent, &nsexec.Config{Name: c.Name, Join: true, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}); err != nil {
+	if err := nsexec.SendConfig(parent, &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}); err != nil {
 		return fail(err)
 	}
 	if err := nsexec.Wait(parent); err != nil {

@@ -324,7 +324,10 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	}
 	c := &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, UserNS: cfg.User, Leaf: l.state.Leaf,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
+	}
+	if cfg.User {
+		c.Mode = nsexec.ModeUserLevel
 	}
 	if cfg.User {
 		if l.prepared, err = startPrepared(c, start); err == nil {
@@ -407,87 +410,6 @@ func (l *Level) newMirror(cfg Config) error {
 	return err
 }
 
-// prepared is the OS thread a level with a user namespace is cloned
-// from, in a mount namespace of its own made ready by nsexec.PrepareMounts
-// (a clone copies the namespaces of the thread that calls it). It stays,
-// as the parent that Pdeathsig (and --kill-child) watch and to do what
-// must be done in that namespace, until release; it ends with its
-// goroutine, and its namespace with it.
-type prepared struct {
-	reqs chan func()
-	once sync.Once
-	stop chan struct{}
-}
-
-// startPrepared makes the thread and calls start there.
-func startPrepared(c *nsexec.Config, start func() error) (*prepared, error) {
-	p := &prepared{reqs: make(chan func()), stop: make(chan struct{})}
-	result := make(chan error, 1)
-	offMainThread(func() {
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
-			return
-		}
-		if err := nsexec.PrepareMounts(c); err != nil {
-			result <- err
-			return
-		}
-		if err := start(); err != nil {
-			result <- err
-			return
-		}
-		result <- nil
-		for {
-			select {
-			case f := <-p.reqs:
-				f()
-			case <-p.stop:
-				return
-			}
-		}
-	})
-	if err := <-result; err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// do runs f on the prepared thread, in its mount namespace.
-func (p *prepared) do(f func() error) error {
-	res := make(chan error, 1)
-	select {
-	case p.reqs <- func() { res <- f() }:
-		return <-res
-	case <-p.stop:
-		return errors.New("the level's prepared mount namespace is gone")
-	}
-}
-
-func (p *prepared) release() { p.once.Do(func() { close(p.stop) }) }
-
-// offMainThread runs f in a new goroutine locked to a thread that is not
-// the main one, and never unlocked: the thread ends with f. (A goroutine
-// that ends locked on the main thread parks it for good instead, and the
-// main thread's namespaces are what /proc/PID shows of the process.)
-func offMainThread(f func()) {
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			f()
-			return
-		}
-		// Holding the main thread, a new goroutine must land elsewhere.
-		locked := make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			close(locked)
-			f()
-		}()
-		<-locked
-		runtime.UnlockOSThread()
-	}()
-}
-
 func orStd(f, std *os.File) *os.File {
 	if f != nil {
 		return f
@@ -498,78 +420,6 @@ func orStd(f, std *os.File) *os.File {
 func isForeground(f *os.File) bool {
 	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
 	return err == nil && pgrp == unix.Getpgrp()
-}
-
-// ExecInPlace sets up a level around the calling process and then execs
-// CMD in it with the same PID (for init systems: the service manager keeps
-// tracking the real main process). The process moves itself into the
-// level's cgroups first, leaving its own cgroup empty so that controllers
-// can be enabled for the level there. It returns only on failure; what a
-// failure after the move leaves behind is collected by GC once the
-// process is gone, and the error says so.
-func ExecInPlace(cfg Config) (err error) {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if cfg.User {
-		return &FlagError{"--exec", errors.New("cannot be combined with --user yet")}
-	}
-	if cfg.PID {
-		return &FlagError{"--exec", errors.New("cannot be combined with --pid: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop --exec to run it under a supervisor)")}
-	}
-	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
-		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}
-	}
-	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
-	me := self()
-	// The process is its own supervisor: alive exactly as long as CMD.
-	l.state = &State{Name: cfg.Name, Supervisor: me, Cmd: me, Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now(), Exec: true}
-	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
-	} else if err != nil {
-		return fmt.Errorf("run directory: %w", err)
-	}
-	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
-	defer func() {
-		if err != nil {
-			if cerr := l.Close(); cerr != nil {
-				err = fmt.Errorf("%w (and cleaning up: %v; cl-unshare gc collects the rest once this process is gone)", err, cerr)
-			}
-		}
-	}()
-	infos, err := mounts.Current()
-	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	layout, err := hostLayout(infos)
-	if err != nil {
-		return err
-	}
-	hs, writes, err := plan(infos, cfg.Limits)
-	if err != nil {
-		return err
-	}
-	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, me.PID)
-	var exists *cgroup.ExistsError
-	if errors.As(err, &exists) {
-		return &InUseError{Name: cfg.Name, Path: exists.Path}
-	} else if err != nil {
-		return fmt.Errorf("create cgroups: %w", err)
-	}
-	l.undo = append(l.undo, l.cgroups.Remove)
-	if err := l.recordCgroups(cfg, writes); err != nil {
-		return err
-	}
-	if err := writeState(cfg.RunDir, l.state); err != nil {
-		return err
-	}
-	levelFD, err := l.makeRunDir(cfg)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(levelFD)
-	return nsexec.ExecInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
-		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf}, levelFD)
 }
 
 // recordCgroups makes the cgroup2 leaf and puts the level's cgroups and

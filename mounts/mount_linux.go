@@ -136,6 +136,38 @@ func DetachMatching(infos []*mountinfo.Info, drop func(*mountinfo.Info) bool) er
 	return nil
 }
 
+// HideHost detaches every cgroup filesystem inherited from the host (they
+// show its whole tree) and everything under runDir other than levelDir,
+// the level's own (siblings, and a parent level's mirror). Run it after
+// SlaveAll, or the unmounts reach the host.
+func HideHost(levelDir, runDir string) error {
+	infos, err := Current()
+	if err != nil {
+		return err
+	}
+	return DetachMatching(infos, func(m *mountinfo.Info) bool {
+		if Under(m.Mountpoint, levelDir) {
+			return false
+		}
+		return m.FSType == "cgroup" || m.FSType == "cgroup2" || m.Mountpoint == CgroupRoot ||
+			(Under(m.Mountpoint, runDir) && m.Mountpoint != runDir)
+	})
+}
+
+// MoveMirror moves a level's mirror, levelDir/cgroup (a mount of its
+// own), to /sys/fs/cgroup, private, where the level builds its layout.
+// The kernel moves no mount out of a shared one: levelDir is made
+// private first, and rejoins its peer group after, if it is to.
+func MoveMirror(levelDir string) error {
+	own := filepath.Join(levelDir, "cgroup")
+	for _, dir := range []string{levelDir, own} {
+		if err := MakePrivate(dir); err != nil {
+			return err
+		}
+	}
+	return Move(own, CgroupRoot)
+}
+
 // Build mounts a fresh copy of layout at dir, which is a tmpfs (see
 // MountLayoutRoot): where the layout's root is a tmpfs, dir is that root.
 // Called inside a new cgroup namespace, every cgroupfs is rooted at that

@@ -1,10 +1,8 @@
-// Package nsexec is the init stage of a level: the code that runs in the
-// re-executed launcher after clone, inside the level's new mount namespace
-// and cgroups, and ends in execve of the level's command. It owns both
-// ends of the wire between the launcher and the init stage.
-//
-// Go cannot run code between fork and exec, and unshare(2) changes only the
-// calling thread, so the launcher re-executes itself as "cl-unshare [init]"
-// and every namespace step here runs on the main thread, locked from
-// init(), which is also the thread that calls execve.
+// Package nsexec is the init stage of a level, and only that: the code a
+// re-executed cl-unshare runs inside the new namespaces, which ends in the
+// command's execve (or, as PID 1, in waiting for it). Each Mode has a
+// file of its own: level_linux.go makes a new level's namespaces and
+// mounts, inplace_linux.go does the same for --exec, join_linux.go enters
+// a running level for `cl-unshare exec`. wire.go is the protocol with the
+// launcher (package level), which does everything outside the level.
 package nsexec

@@ -21,7 +21,7 @@ func (r *packets) Read(b []byte) (int, error) {
 
 // The init stage's config, as it arrives from the launcher (issue 9 item 7).
 func FuzzReadConfig(f *testing.F) {
-	f.Add([]byte("29"), []byte(`{"argv":["x"],"join":true}  `))
+	f.Add([]byte("30"), []byte(`{"argv":["x"],"mode":"join"}  `))
 	f.Add([]byte("-1"), []byte(`{}`))
 	f.Add([]byte("99999999999"), []byte(``))
 	f.Add([]byte(`"x"`), []byte(`{"argv":[]}`))
@@ -34,7 +34,7 @@ func FuzzReadConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(c.Argv) == 0 || (!c.Join && (c.LevelDir == "" || c.RunDir == "")) {
+		if len(c.Argv) == 0 || (c.Mode != ModeJoin && (c.LevelDir == "" || c.RunDir == "")) {
 			t.Errorf("readConfig accepted an incomplete config: %+v", c)
 		}
 		_ = bytes.Clone(body)

@@ -1,24 +1,34 @@
 package nsexec
 
-// The protocol, one message per SOCK_SEQPACKET packet, JSON encoded:
+// The protocol, one message per SOCK_SEQPACKET packet on fd 3, JSON
+// encoded. Every message that crosses:
 //
-//	launcher                                init stage (fd 3)
-//	clone(CLONE_NEWNS [, INTO_CGROUP]) ───▶ starts, waits for its config
-//	joins the child to v1 (and v2) cgroups
-//	config size, then chunks ─────────────▶ unshare cgroupns, propagation,
-//	                                        cgroup mounts, look up command
-//	                              ◀──────── {"exec"}  just before execve
-//	                              ◀──────── {"error"} a step failed; exits
-//	EOF (socket is close-on-exec) ◀──────── execve succeeded, or died
+//	launcher                                     init stage
+//	starts it (clone, in the level's cgroups) ──▶ waits for its config
+//	config size, then chunks ──────────────────▶ the steps of its Mode
+//	                         ◀─────────────────── {"type":"set-group"} (ModeUserLevel)
+//	joins its run directory and mirror to the
+//	  prepared namespace's peer groups
+//	{"type":"ok"}, or {"type":"error",...} ────▶
+//	                         ◀─────────────────── {"type":"proc"} + a mount fd
+//	                                                (ModeUserLevel with MountProc)
+//	attaches it at /proc there, then "ok" ─────▶
+//	                         ◀─────────────────── {"type":"exec"} just before execve
+//	                                                (or, as PID 1, once CMD runs)
+//	                         ◀─────────────────── {"type":"error",...} a step failed
+//	EOF (the socket is close-on-exec) ◀────────── execve succeeded, or it died
 //
 // "exec" then EOF means CMD runs; EOF without "exec" means the init stage
 // died, and the launcher reports its wait status instead of "EOF".
+// ModeInPlace has no socket: its config comes in a memfd, failures go to
+// stderr.
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 
@@ -29,46 +39,62 @@ import (
 // Marker is argv[0] of the re-executed launcher: the dispatch key.
 const Marker = "cl-unshare [init]"
 
+// Mode is what the init stage is for; each has a file of its own.
+type Mode string
+
+const (
+	// ModeLevel makes a new level: cloned with CLONE_NEWNS (level_linux.go).
+	ModeLevel Mode = "level"
+	// ModeUserLevel makes a new level with a user namespace: cloned with
+	// CLONE_NEWUSER, it copies its mount namespace itself from the
+	// launcher's prepared one, and asks the launcher for what its less
+	// privileged namespaces may not do (level_linux.go).
+	ModeUserLevel Mode = "user-level"
+	// ModeInPlace is --exec: the launcher exec'd itself as us, same PID,
+	// in the level's cgroups already (inplace_linux.go).
+	ModeInPlace Mode = "in-place"
+	// ModeJoin is `cl-unshare exec NAME`: enter a running level's
+	// namespaces (join_linux.go).
+	ModeJoin Mode = "join"
+)
+
 // File descriptors the init stage inherits.
 const (
-	SyncFD  = 3 // SOCK_SEQPACKET to the launcher
-	LevelFD = 4 // O_PATH of the host's RUN/levels/NAME, to join its peer group
+	SyncFD = 3 // SOCK_SEQPACKET to the launcher (not in ModeInPlace)
 
-	// For a join (cl-unshare exec), instead of LevelFD:
-	CgroupNSFD = 4
-	MountNSFD  = 5
-	PIDNSFD    = 6 // only with Config.JoinPID
+	// ModeLevel, ModeUserLevel, ModeInPlace: O_PATH of the host's
+	// RUN/levels/NAME, whose peer group (and whose mirror's, cgroup/
+	// below it) the level's run directory and /sys/fs/cgroup join.
+	RunDirFD = 4
+
+	// ModeJoin: the running level's namespaces.
+	JoinCgroupNSFD = 4
+	JoinMountNSFD  = 5
+	JoinPIDNSFD    = 6 // only with Config.JoinPID
 )
 
 // Config is everything the init stage needs, sent as one message.
 type Config struct {
+	Mode     Mode          `json:"mode"`
 	Name     string        `json:"name"`
 	RunDir   string        `json:"run_dir"`   // RUN as the launcher sees it
 	LevelDir string        `json:"level_dir"` // RUN/levels/NAME, a shared mount
 	Layout   mounts.Layout `json:"layout"`    // the host's /sys/fs/cgroup, to rebuild
 	Argv     []string      `json:"argv"`
-	// Join, for `cl-unshare exec`: enter the cgroup and mount namespaces
-	// open as CgroupNSFD and MountNSFD (the launcher put us in the level's
-	// cgroups already) instead of building a level; Dir is the directory
-	// to run in there, "/" if it does not exist.
-	Join bool `json:"join,omitempty"`
-	// JoinPID: also enter the level's PID namespace (open as PIDNSFD).
-	// That namespace takes only children, so the init stage stays, runs
-	// CMD as its child there, passes signals on and exits as CMD did.
+	// JoinPID, in ModeJoin: also enter the level's PID namespace (open as
+	// JoinPIDNSFD). That namespace takes only children, so the init stage
+	// stays, runs CMD as its child there, passes signals on and exits as
+	// CMD did. Dir is the directory to run in, "/" if it does not exist.
 	JoinPID bool   `json:"join_pid,omitempty"`
 	Dir     string `json:"dir,omitempty"`
-	// As, for a join into a level with a user namespace of its own: the
-	// host ids of that level's root, which CMD then runs as, with no
-	// capabilities. A Go program cannot enter a user namespace, and CMD
-	// left as host root in there would run whatever the level planted
-	// in its mounts with the host's privileges.
+	// As, in ModeJoin into a level with a user namespace: the host ids of
+	// that level's root, which CMD then runs as, with no capabilities. A
+	// Go program cannot enter a user namespace, and CMD left as host root
+	// in there would run whatever the level planted in its mounts with
+	// the host's privileges.
 	As *HostIDs `json:"as,omitempty"`
-	// InPlace, for --exec: the launcher exec'd us with the same PID, in
-	// the level's cgroups already; we make the mount namespace ourselves,
-	// and report failures on stderr, as nobody waits on a socket.
-	InPlace bool `json:"in_place,omitempty"`
-	// ReadyFD is closed by the final execve (close-on-exec): a waiter
-	// sees EOF exactly when the level is set up. -1 for none.
+	// ReadyFD, if > 0, is closed by the final execve (close-on-exec): a
+	// waiter sees EOF exactly when the level is set up.
 	ReadyFD int `json:"ready_fd,omitempty"`
 	// KillSignal is kept as CMD's parent-death signal (--kill-child).
 	KillSignal int `json:"kill_signal,omitempty"`
@@ -80,11 +106,6 @@ type Config struct {
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`
-	// UserNS: the level has its own user namespace. Its mount namespace
-	// is less privileged: inherited mounts are locked and nothing it
-	// mounts propagates out by itself, so the launcher joins its run
-	// directory to the host's peer group on request.
-	UserNS bool `json:"user_ns,omitempty"`
 }
 
 // HostIDs are a user and group id of the host.
@@ -114,17 +135,33 @@ const (
 	StepTerminal    = "terminal guard"
 )
 
+// msgType names a message; the protocol table above lists them all.
+type msgType string
+
+const (
+	msgExec     msgType = "exec"
+	msgError    msgType = "error"
+	msgSetGroup msgType = "set-group"
+	msgProc     msgType = "proc"
+	msgOK       msgType = "ok"
+)
+
 type message struct {
-	Type  string `json:"type"` // "exec" or "error"
-	Step  string `json:"step,omitempty"`
-	Errno int    `json:"errno,omitempty"`
-	Text  string `json:"text,omitempty"`
+	Type  msgType `json:"type"`
+	Step  string  `json:"step,omitempty"`
+	Op    string  `json:"op,omitempty"`
+	Path  string  `json:"path,omitempty"`
+	Errno int     `json:"errno,omitempty"`
+	Text  string  `json:"text,omitempty"`
 }
 
 // StepError is a failure of the init stage, rebuilt in the launcher with
-// its errno so errors.Is(err, unix.ENOENT) works there too.
+// the operation, the path and the errno, so errors.Is(err, unix.ENOENT)
+// works there too; Text is the whole message, as the stage said it.
 type StepError struct {
 	Step  string
+	Op    string // the operation that failed ("mount cgroup2", "open"), if known
+	Path  string // the path it failed on, if any
 	Errno syscall.Errno
 	Text  string
 }
@@ -224,26 +261,26 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 		if err != nil {
 			return fmt.Errorf("read from init stage: %w", err)
 		}
-		if fd >= 0 && m.Type != "proc" {
+		if fd >= 0 && m.Type != msgProc {
 			syscall.Close(fd) // only "proc" comes with one
 			fd = -1
 		}
 		var answer func() error
 		switch m.Type {
-		case "exec":
+		case msgExec:
 			execd = true
-		case "set-group":
+		case msgSetGroup:
 			answer = req.SetGroup
-		case "proc":
+		case msgProc:
 			if req.AttachProc != nil && fd >= 0 {
 				answer = func() error { return req.AttachProc(fd) }
 			}
-		case "error":
-			return &StepError{Step: m.Step, Errno: syscall.Errno(m.Errno), Text: m.Text}
+		case msgError:
+			return &StepError{Step: m.Step, Op: m.Op, Path: m.Path, Errno: syscall.Errno(m.Errno), Text: m.Text}
 		default:
 			return fmt.Errorf("init stage sent an unknown message %q", m.Type)
 		}
-		if m.Type == "exec" {
+		if m.Type == msgExec {
 			continue
 		}
 		if answer == nil {
@@ -260,14 +297,14 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 			reportError(w, requestStep[m.Type], err)
 			return newStepError(requestStep[m.Type], err)
 		}
-		if err := send(w, message{Type: "ok"}); err != nil {
+		if err := send(w, message{Type: msgOK}); err != nil {
 			return err
 		}
 	}
 }
 
 // requestStep names the step a failed request belongs to.
-var requestStep = map[string]string{"set-group": StepPropagation, "proc": StepProc}
+var requestStep = map[msgType]string{msgSetGroup: StepPropagation, msgProc: StepProc}
 
 // readMessageFD is readMessage on a socket, also taking the one file
 // descriptor a message may carry (-1 if none).
@@ -352,7 +389,7 @@ func ask(sock *os.File, m message, fd int) error {
 	if err := readMessage(sock, &a); err != nil {
 		return fmt.Errorf("wait for the launcher: %w", err)
 	}
-	if a.Type != "ok" {
+	if a.Type != msgOK {
 		return fmt.Errorf("the launcher could not do %q: %s", m.Type, a.Text)
 	}
 	return nil
@@ -361,14 +398,25 @@ func ask(sock *os.File, m message, fd int) error {
 // reportError sends a step's failure, keeping the errno.
 func reportError(w io.Writer, step string, err error) {
 	e := newStepError(step, err)
-	_ = send(w, message{Type: "error", Step: e.Step, Errno: int(e.Errno), Text: e.Text})
+	_ = send(w, message{Type: msgError, Step: e.Step, Op: e.Op, Path: e.Path, Errno: int(e.Errno), Text: e.Text})
 }
 
 func newStepError(step string, err error) *StepError {
 	e := &StepError{Step: step, Text: err.Error()}
 	errors.As(err, &e.Errno)
+	var me *mounts.Error
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &me):
+		e.Op, e.Path = me.Op, me.Target
+	case errors.As(err, &pe):
+		e.Op, e.Path = pe.Op, pe.Path
+	}
 	return e
 }
+
+// StepFailure is err as a failure of step, for the launcher's steps.
+func StepFailure(step string, err error) *StepError { return newStepError(step, err) }
 
 func readConfig(r io.Reader) (*Config, error) {
 	var size int
@@ -393,7 +441,7 @@ func readConfig(r io.Reader) (*Config, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
-	if (!c.Join && (c.LevelDir == "" || c.RunDir == "")) || len(c.Argv) == 0 {
+	if (c.Mode != ModeJoin && (c.LevelDir == "" || c.RunDir == "")) || len(c.Argv) == 0 {
 		return nil, errors.New("incomplete config")
 	}
 	return &c, nil

@@ -397,3 +397,23 @@ func TestWaitWithProcRequest(t *testing.T) {
 		}
 	}
 }
+
+// A step error crosses with its operation and path, not only as text.
+func TestStepErrorOpPath(t *testing.T) {
+	for _, c := range []struct {
+		err      error
+		op, path string
+	}{
+		{&mounts.Error{Op: "mount cgroup2", Source: "cgroup2", Target: "/sys/fs/cgroup/unified", Err: unix.EPERM}, "mount cgroup2", "/sys/fs/cgroup/unified"},
+		{fmt.Errorf("leaf: %w", &os.PathError{Op: "open", Path: "/sys/fs/cgroup/init/cgroup.procs", Err: unix.ENOENT}), "open", "/sys/fs/cgroup/init/cgroup.procs"},
+		{errors.New("plain"), "", ""},
+	} {
+		launcher, init := pair(t)
+		reportError(init, StepCgroupMount, c.err)
+		init.Close()
+		var se *StepError
+		if err := Wait(launcher); !errors.As(err, &se) || se.Op != c.op || se.Path != c.path || se.Text != c.err.Error() {
+			t.Errorf("%v: %+v", c.err, se)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/cl-unshare/cl-unshare/nsexec"
+	"golang.org/x/sys/unix"
+)
+
+// prepared is the OS thread a level with a user namespace is cloned
+// from, in a mount namespace of its own made ready by prepareMounts
+// (a clone copies the namespaces of the thread that calls it). It stays,
+// as the parent that Pdeathsig (and --kill-child) watch and to do what
+// must be done in that namespace, until release; it ends with its
+// goroutine, and its namespace with it.
+type prepared struct {
+	reqs chan func()
+	once sync.Once
+	stop chan struct{}
+}
+
+// startPrepared makes the thread and calls start there.
+func startPrepared(c *nsexec.Config, start func() error) (*prepared, error) {
+	p := &prepared{reqs: make(chan func()), stop: make(chan struct{})}
+	result := make(chan error, 1)
+	offMainThread(func() {
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
+			return
+		}
+		if err := prepareMounts(c); err != nil {
+			result <- err
+			return
+		}
+		if err := start(); err != nil {
+			result <- err
+			return
+		}
+		result <- nil
+		for {
+			select {
+			case f := <-p.reqs:
+				f()
+			case <-p.stop:
+				return
+			}
+		}
+	})
+	if err := <-result; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// do runs f on the prepared thread, in its mount namespace.
+func (p *prepared) do(f func() error) error {
+	res := make(chan error, 1)
+	select {
+	case p.reqs <- func() { res <- f() }:
+		return <-res
+	case <-p.stop:
+		return errors.New("the level's prepared mount namespace is gone")
+	}
+}
+
+func (p *prepared) release() { p.once.Do(func() { close(p.stop) }) }
+
+// offMainThread runs f in a new goroutine locked to a thread that is not
+// the main one, and never unlocked: the thread ends with f. (A goroutine
+// that ends locked on the main thread parks it for good instead, and the
+// main thread's namespaces are what /proc/PID shows of the process.)
+func offMainThread(f func()) {
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			f()
+			return
+		}
+		// Holding the main thread, a new goroutine must land elsewhere.
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(locked)
+			f()
+		}()
+		<-locked
+		runtime.UnlockOSThread()
+	}()
+}
+
+// prepareMounts readies the calling thread's own mount namespace (made by
+// unshare(CLONE_FS|CLONE_NEWNS), still owned by the host's user namespace)
+// for a level with a user namespace to be cloned from: no host cgroupfs,
+// no other level's run directory, the level's run directory at RUN. A
+// mount namespace copied into a new user namespace has every mount locked
+// together, so what is removed here can never be brought back from inside,
+// while a mount the level itself covered could be unmounted to show the
+// host's whole cgroup tree. A failure is a *StepError.
+func prepareMounts(c *nsexec.Config) error {
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		// First: as peers of the host's mounts, the unmounts below would
+		// reach the host.
+		{nsexec.StepPropagation, mounts.SlaveAll},
+		{nsexec.StepHide, func() error { return mounts.HideHost(c.LevelDir, c.RunDir) }},
+		// The level's /sys/fs/cgroup starts as this copy of its mirror,
+		// locked; what it mounts there reaches this one.
+		{nsexec.StepMirror, func() error { return mounts.MoveMirror(c.LevelDir) }},
+		{nsexec.StepRunDir, func() error {
+			if err := mounts.Move(c.LevelDir, c.RunDir); err != nil {
+				return err
+			}
+			// The level's bind of it joins a peer group with this copy
+			// (mirror.Keeper.Join); the level's own copy, locked under
+			// that bind, need not get every mount twice.
+			return mounts.MakePrivate(c.RunDir)
+		}},
+	}
+	for _, s := range steps {
+		err := failpoint.At(s.name)
+		if err == nil {
+			err = s.do()
+		}
+		if err != nil {
+			return nsexec.StepFailure(s.name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package nsexec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/mounts"
+	"golang.org/x/sys/unix"
+)
+
+// newLevel runs the steps that make a new level's namespaces and mounts,
+// up to the command's execve (ModeLevel, ModeUserLevel).
+func newLevel(c *Config) (string, error) {
+	steps := []struct {
+		name string
+		do   func(*Config) error
+	}{
+		{StepMountNS, func(c *Config) error {
+			if c.Mode != ModeUserLevel {
+				return nil // cloned with CLONE_NEWNS
+			}
+			return userMountNS(c)
+		}},
+		{StepCgroupNS, unshareCgroupNS},
+		{StepPropagation, func(c *Config) error {
+			if c.Mode == ModeUserLevel {
+				return propagationUserNS(c.RunDir)
+			}
+			// First: as peers of the host's mounts, the unmounts below
+			// would reach the host.
+			return mounts.SlaveAll()
+		}},
+		// With a user namespace the launcher did these before the
+		// namespace existed (the launcher's prepared namespace), where they can be undone.
+		{StepHide, skipIfUserNS(func(c *Config) error { return mounts.HideHost(c.LevelDir, c.RunDir) })},
+		{StepMirror, skipIfUserNS(mirror)},
+		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
+		{StepCgroupMount, cgroupMounts},
+		{StepLeaf, leaf},
+		{StepProc, func(c *Config) error {
+			if !c.MountProc || c.Mode == ModeUserLevel {
+				return nil // with a user namespace it came with the mount namespace
+			}
+			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		}},
+	}
+	for _, s := range steps {
+		if os.Getenv(failpoint.Env) == "crash:"+s.name {
+			// Die without a word, as a crash would, to test the launcher.
+			unix.Kill(os.Getpid(), unix.SIGKILL)
+		}
+		if err := failpoint.At(s.name); err != nil {
+			return s.name, err
+		}
+		if err := s.do(c); err != nil {
+			return s.name, err
+		}
+	}
+	// A step of our own just before exec, which 126/127 never cover.
+	return "before exec", failpoint.At("before exec")
+}
+
+func unshareCgroupNS(*Config) error {
+	// The launcher put us in the level's cgroups in every hierarchy, so the
+	// new namespace is rooted at the inner cgroup everywhere.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
+	}
+	return nil
+}
+
+// mirror puts the level's mirror at /sys/fs/cgroup and its run directory
+// back in the host's peer groups, after SlaveAll made every mount a
+// slave (host mounts still arrive, nothing made here leaks out). The two
+// peer groups are the ways out: the mirror's, for the cgroup filesystems
+// built on it, and the run directory's, for nested levels' run
+// directories. The mirror must move before the run directory rejoins:
+// the kernel moves no mount out of a shared one.
+func mirror(c *Config) error {
+	defer unix.Close(RunDirFD)
+	host, err := unix.Openat(RunDirFD, "cgroup", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the host's mirror: %w", err)
+	}
+	defer unix.Close(host)
+	if err := mounts.MoveMirror(c.LevelDir); err != nil {
+		return err
+	}
+	if err := setGroup(host, mounts.CgroupRoot); err != nil {
+		return err
+	}
+	return setGroup(RunDirFD, c.LevelDir)
+}
+
+func setGroup(fd int, dir string) error {
+	err := mounts.JoinGroup(fd, dir)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("%w (MOVE_MOUNT_SET_GROUP needs Linux 5.15 or later)", err)
+	}
+	return err
+}
+
+func skipIfUserNS(do func(*Config) error) func(*Config) error {
+	return func(c *Config) error {
+		if c.Mode == ModeUserLevel {
+			return nil
+		}
+		return do(c)
+	}
+}
+
+// propagationUserNS: the run directory, already at RUN, and the mirror,
+// at /sys/fs/cgroup (the launcher's prepared namespace), are locked here; a bind of each onto
+// itself is ours to change. Made private, the launcher (which holds
+// CAP_SYS_ADMIN over both namespaces) joins them to peer groups of its
+// own through /proc/PID/root with MOVE_MOUNT_SET_GROUP.
+func propagationUserNS(runDir string) error {
+	unix.Close(RunDirFD)
+	for _, dir := range []string{runDir, mounts.CgroupRoot} {
+		if err := mounts.BindTree(dir, dir); err != nil {
+			return err
+		}
+		if err := mounts.MakePrivate(dir); err != nil {
+			return err
+		}
+	}
+	return ask(syncFile, message{Type: msgSetGroup}, -1)
+}
+
+// userMountNS makes the mount namespace of a level with a user namespace:
+// a copy of the launcher's prepared one (the launcher's prepared namespace), taken from inside
+// the level's user namespace, so the kernel locks every mount it copies
+// and the level can unmount none of them to see what they cover. With
+// --mount-proc the level's /proc goes into the launcher's namespace first,
+// to be copied locked too: the host's /proc under it stays out of reach.
+func userMountNS(c *Config) error {
+	if c.MountProc {
+		fd, err := procMount()
+		if err != nil {
+			return fmt.Errorf("mount /proc: %w", err)
+		}
+		err = ask(syncFile, message{Type: msgProc}, fd)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
+	}
+	return nil
+}
+
+// procMount returns a detached mount of a new /proc of this process's PID
+// namespace. fsopen needs CAP_SYS_ADMIN over the caller's mount namespace,
+// which is still the launcher's here: a thread of ours makes one of its
+// own first, and ends with it.
+func procMount() (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with us
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			done <- result{-1, fmt.Errorf("unshare(CLONE_NEWNS): %w", err)}
+			return
+		}
+		fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+		if err != nil {
+			done <- result{-1, fmt.Errorf("fsopen proc: %w", err)}
+			return
+		}
+		defer unix.Close(fs)
+		_ = unix.FsconfigSetString(fs, "source", "proc")
+		if err := unix.FsconfigCreate(fs); err != nil {
+			done <- result{-1, fmt.Errorf("create proc: %w", err)}
+			return
+		}
+		fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		if err != nil {
+			err = fmt.Errorf("fsmount proc: %w", err)
+		}
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
+}
+
+// cgroupMounts builds the host's layout at /sys/fs/cgroup, the level's
+// copy of its mirror: each mount propagates to the host's (or, with a
+// user namespace, the launcher's) and is mounted once here.
+func cgroupMounts(c *Config) error {
+	return mounts.Build(c.Layout, mounts.CgroupRoot)
+}
+
+// leaf moves this process from the level's cgroup2 namespace root to its
+// leaf, and then lets the root hand every controller it has down to its
+// children, as a host's root does: the no-internal-process rule forbids
+// both while a process is in the root.
+func leaf(c *Config) error {
+	if c.Leaf == "" {
+		return nil
+	}
+	for _, fs := range c.Layout.FS {
+		if fs.Type != "cgroup2" {
+			continue
+		}
+		root := filepath.Join(mounts.CgroupRoot, fs.Dir)
+		if err := cgroup.WriteFile(filepath.Join(root, c.Leaf), "cgroup.procs", "0"); err != nil {
+			return err
+		}
+		return cgroup.EnableAll(root)
+	}
+	return nil
+}
