@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -12,37 +11,22 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cl-unshare/cl-unshare/internal/pty"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
 
 // Process is a command started in a running level by Exec.
-type Process struct {
-	cmd   *exec.Cmd
-	fg    bool
-	relay *pty.Relay // the terminal of its own, in a --user level
-}
+type Process struct{ st *stage }
 
 // Pid is the command's PID.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *Process) Pid() int { return p.st.cmd.Process.Pid }
 
 // Signal sends sig to the command.
-func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *Process) Signal(sig os.Signal) error { return p.st.cmd.Process.Signal(sig) }
 
 // Wait waits for the command and returns its wait status.
-func (p *Process) Wait() (syscall.WaitStatus, error) {
-	_ = p.cmd.Wait()
-	if p.fg {
-		restoreForeground()
-	}
-	if p.relay != nil {
-		p.relay.Close()
-	}
-	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ws, nil
-}
+func (p *Process) Wait() (syscall.WaitStatus, error) { return p.st.wait(), nil }
 
 // ExecConfig says what to run in a level and where.
 type ExecConfig struct {
@@ -158,28 +142,6 @@ func execAs(i *Info, member int) (*nsexec.HostIDs, error) {
 	return &ids, nil
 }
 
-// relayTerminal replaces, in stdio, each terminal with a new pty's slave,
-// which becomes the controlling terminal of a new session; nil where
-// none of them is a terminal.
-func relayTerminal(stdio []*os.File, attr *syscall.SysProcAttr) (*pty.Relay, error) {
-	var relay *pty.Relay
-	for i, f := range stdio {
-		if !pty.IsTerminal(f) {
-			continue
-		}
-		if relay == nil {
-			r, err := pty.Open(f)
-			if err != nil {
-				return nil, err
-			}
-			relay = r
-			attr.Setpgid, attr.Setsid, attr.Setctty, attr.Ctty = false, true, true, i
-		}
-		stdio[i] = relay.Slave
-	}
-	return relay, nil
-}
-
 // levelRoot finds the host ids of root in the user namespace of pid, from
 // its uid_map and gid_map as this process reads them.
 func levelRoot(pid int) (nsexec.HostIDs, error) {
@@ -210,86 +172,43 @@ func readlinkNS(pid int, ns string) string {
 	return s
 }
 
+// startJoin starts the stage that joins the level (nsexec.ModeJoin) in
+// targets, its cgroups, with its namespaces open as nsFiles.
 func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, joinPID bool, as *nsexec.HostIDs) (*Process, error) {
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	parent, child := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync-child")
-	defer parent.Close()
-	stdio := []*os.File{orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)}
-	p := &Process{}
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
-	if as != nil {
-		// Code the level planted gets no hold on the caller's terminal
-		// (it could keep reading it, or take its foreground, after exec
-		// returns): a pty of its own, relayed, and gone when CMD is.
-		if p.relay, err = relayTerminal(stdio, attr); err != nil {
-			child.Close()
-			parent.Close()
-			return nil, fmt.Errorf("exec %s: a terminal of its own: %w", c.Name, err)
-		}
-	}
-	if p.relay == nil && isForeground(stdio[0]) {
-		p.fg = true
-		attr.Foreground, attr.Ctty = true, int(stdio[0].Fd())
-	}
-	if dir, ok := targets["cgroup2"]; ok {
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			child.Close()
-			return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
-		}
-		defer unix.Close(fd)
-		attr.UseCgroupFD, attr.CgroupFD = true, fd
-	}
-	p.cmd = &exec.Cmd{
-		Path: "/proc/self/exe", Args: []string{nsexec.Marker},
-		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
-		ExtraFiles:  append([]*os.File{child}, nsFiles...),
-		SysProcAttr: attr,
-	}
+	// Pdeathsig follows the thread that forks: kept until CMD runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err = p.cmd.Start()
-	child.Close()
-	if p.relay != nil {
-		p.relay.Slave.Close() // CMD's now
-		if err != nil {
-			p.relay.Close()
-		} else {
-			p.relay.Start()
-		}
-	}
+	st, err := startStage(stageSpec{
+		stdio: stdioOf(c.Stdin, c.Stdout, c.Stderr), files: nsFiles, cgroup: targets["cgroup2"],
+		attr: &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}, ownTTY: as != nil,
+		run: func(start func() error) error { return start() },
+	})
 	if err != nil {
-		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); use --cgroup with a leaf cgroup", targets["cgroup2"], err)
-		}
-		return nil, fmt.Errorf("start in level %s: %w", c.Name, err)
-	}
-	fail := func(err error) (*Process, error) {
-		_ = p.cmd.Process.Kill()
-		_, _ = p.Wait() // gives the terminal back too
-		return nil, err
-	}
-	for h, dir := range targets {
-		if h == "cgroup2" {
-			continue
-		}
-		if err := cgroup.WriteFile(dir, "cgroup.procs", strconv.Itoa(p.cmd.Process.Pid)); err != nil {
-			return fail(fmt.Errorf("join %s cgroup: %w", h, err))
-		}
+		return nil, fmt.Errorf("exec %s: %w", c.Name, err)
 	}
 	wd, _ := os.Getwd()
-	if err := nsexec.SendConfig(parent, &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}); err != nil {
-		return fail(err)
-	}
-	if err := nsexec.Wait(parent); err != nil {
-		if errors.Is(err, nsexec.ErrDied) {
-			_, _ = p.Wait()
-			return nil, fmt.Errorf("%w: %v", err, p.cmd.ProcessState)
+	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}
+	join := func(pid int) error {
+		for h, dir := range targets {
+			if h == "cgroup2" {
+				continue // cloned into it
+			}
+			if err := cgroup.WriteFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+				return fmt.Errorf("join %s cgroup: %w", h, err)
+			}
 		}
-		return fail(err)
+		return nil
 	}
-	return p, nil
+	if err := st.release(cfg, join, nsexec.Requests{}); err != nil {
+		if !errors.Is(err, nsexec.ErrDied) {
+			st.kill()
+		}
+		return nil, err
+	}
+	return &Process{st}, nil
+}
+
+// stdioOf is the three files, the process's own where one is nil.
+func stdioOf(in, out, errf *os.File) []*os.File {
+	return []*os.File{orStd(in, os.Stdin), orStd(out, os.Stdout), orStd(errf, os.Stderr)}
 }

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
-	"github.com/cl-unshare/cl-unshare/level/cgroup"
-	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
@@ -36,16 +32,9 @@ func ExecInPlace(cfg Config) (err error) {
 	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
 		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}
 	}
-	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
 	me := self()
 	// The process is its own supervisor: alive exactly as long as CMD.
-	l.state = &State{Name: cfg.Name, Supervisor: me, Cmd: me, Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now(), Exec: true}
-	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
-	} else if err != nil {
-		return fmt.Errorf("run directory: %w", err)
-	}
-	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
+	l := newLevel(cfg, &State{Supervisor: me, Cmd: me, Exec: true})
 	defer func() {
 		if err != nil {
 			if cerr := l.Close(); cerr != nil {
@@ -53,33 +42,7 @@ func ExecInPlace(cfg Config) (err error) {
 			}
 		}
 	}()
-	infos, err := mounts.Current()
-	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	layout, err := hostLayout(infos)
-	if err != nil {
-		return err
-	}
-	hs, writes, err := plan(infos, cfg.Limits)
-	if err != nil {
-		return err
-	}
-	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, me.PID)
-	var exists *cgroup.ExistsError
-	if errors.As(err, &exists) {
-		return &InUseError{Name: cfg.Name, Path: exists.Path}
-	} else if err != nil {
-		return fmt.Errorf("create cgroups: %w", err)
-	}
-	l.undo = append(l.undo, l.cgroups.Remove)
-	if err := l.recordCgroups(cfg, writes); err != nil {
-		return err
-	}
-	if err := writeState(cfg.RunDir, l.state); err != nil {
-		return err
-	}
-	levelFD, err := l.makeRunDir(cfg)
+	layout, levelFD, err := l.build(cfg, me.PID)
 	if err != nil {
 		return err
 	}

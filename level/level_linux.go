@@ -13,10 +13,10 @@ import (
 )
 
 // Pid is the PID of the level's command (the init stage exec'd into it).
-func (l *Level) Pid() int { return l.cmd.Process.Pid }
+func (l *Level) Pid() int { return l.st.cmd.Process.Pid }
 
 // Signal sends sig to the level's command.
-func (l *Level) Signal(sig os.Signal) error { return l.cmd.Process.Signal(sig) }
+func (l *Level) Signal(sig os.Signal) error { return l.st.cmd.Process.Signal(sig) }
 
 // InnerCgroups lists the level's inner cgroup directory in every hierarchy,
 // keyed by hierarchy name ("cgroup2", "memory", "name=systemd").
@@ -40,8 +40,7 @@ func (l *Level) OuterCgroups() map[string]string {
 // Wait waits for the command to exit, then tears the level down (Close).
 // It returns the command's wait status; err is about the teardown.
 func (l *Level) Wait() (syscall.WaitStatus, error) {
-	_ = l.cmd.Wait()
-	ws, _ := l.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	ws := l.st.wait()
 	err := l.Close()
 	if rerr := l.report(exitEvent(l.Name, ws)); err == nil {
 		err = rerr
@@ -86,10 +85,9 @@ func (l *Level) Close() error {
 			errs = append(errs, fmt.Errorf("kill level %s: %w", l.Name, err))
 		}
 	}
-	if l.cmd != nil && l.cmd.ProcessState == nil {
+	if l.st != nil && l.st.cmd.ProcessState == nil {
 		// Only on a failed start can the process be outside the cgroups.
-		_ = l.cmd.Process.Kill()
-		_ = l.cmd.Wait()
+		l.st.kill()
 	}
 	if l.mirror != nil {
 		l.mirror.Close()
@@ -97,9 +95,6 @@ func (l *Level) Close() error {
 	if l.prepared != nil {
 		// After the kill: with --kill-child its exit signals CMD.
 		l.prepared.release()
-	}
-	if l.fg {
-		restoreForeground()
 	}
 	if l.watch != nil {
 		// The level is going away with us: the watchdog has nothing to do.

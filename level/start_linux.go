@@ -48,9 +48,8 @@ type Level struct {
 	statusFD int
 	watch    *exec.Cmd     // the --kill-child watchdog
 	done     chan struct{} // closed by Close, ends StartContext's watcher
-	cmd      *exec.Cmd
+	st       *stage        // the init stage, then the command it became
 	cgroups  *cgroup.Level
-	fg       bool
 	mu       sync.Mutex // closed is read by StartContext's watcher
 	closed   bool
 	// prepared is the thread a --user level was cloned from, and mirror
@@ -72,17 +71,7 @@ func Start(cfg Config) (_ *Level, err error) {
 			unix.CloseOnExec(fd)
 		}
 	}
-	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir}
-	l.state = &State{Name: cfg.Name, Supervisor: self(), Argv: cfg.Argv, LevelDir: l.LevelDir, Started: time.Now()}
-	if cfg.User {
-		l.state.User = &UserNS{UIDMap: cfg.UIDMap, GIDMap: cfg.GIDMap}
-	}
-	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return nil, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
-	} else if err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
+	l := newLevel(cfg, &State{Supervisor: self()})
 	defer func() {
 		if err != nil {
 			if cerr := l.Close(); cerr != nil {
@@ -90,44 +79,9 @@ func Start(cfg Config) (_ *Level, err error) {
 			}
 		}
 	}()
-	infos, err := mounts.Current()
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	layout, err := hostLayout(infos)
+	layout, levelFD, err := l.build(cfg, 0)
 	if err != nil {
 		return nil, err
-	}
-	hs, writes, err := plan(infos, cfg.Limits)
-	if err != nil {
-		return nil, err
-	}
-	if err := failpoint.At("cgroups"); err != nil {
-		return nil, err
-	}
-	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, 0)
-	var exists *cgroup.ExistsError
-	if errors.As(err, &exists) {
-		return nil, &InUseError{Name: cfg.Name, Path: exists.Path}
-	} else if err != nil {
-		return nil, fmt.Errorf("create cgroups: %w", err)
-	}
-	l.undo = append(l.undo, l.cgroups.Remove)
-	if err := l.recordCgroups(cfg, writes); err != nil {
-		return nil, err
-	}
-	if err := writeState(cfg.RunDir, l.state); err != nil {
-		return nil, err
-	}
-	levelFD, err := l.makeRunDir(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.User {
-		if err := l.handOver(cfg); err != nil {
-			unix.Close(levelFD)
-			return nil, err
-		}
 	}
 	// One owner for the fd: an *os.File closes it (also from its
 	// finalizer), so it must never be closed by number as well, or a
@@ -137,7 +91,7 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err := l.spawn(cfg, levelFile, layout); err != nil {
 		return nil, err
 	}
-	l.state.Cmd = procOf(l.cmd.Process.Pid)
+	l.state.Cmd = procOf(l.Pid())
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
@@ -154,6 +108,76 @@ func Start(cfg Config) (_ *Level, err error) {
 		unix.Close(cfg.ReadyFD)
 	}
 	return l, nil
+}
+
+// newLevel is the level cfg describes, with what its record s says of
+// every level.
+func newLevel(cfg Config, s *State) *Level {
+	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir, state: s}
+	s.Name, s.Argv, s.LevelDir, s.Started = cfg.Name, cfg.Argv, l.LevelDir, time.Now()
+	if cfg.User {
+		s.User = &UserNS{UIDMap: cfg.UIDMap, GIDMap: cfg.GIDMap}
+	}
+	return l
+}
+
+// build claims the level's name and makes what every level has: its
+// cgroups (pid already in them when not 0), its record and its run
+// directory. It returns the layout the init stage mounts and an O_PATH
+// fd of the run directory. On error, Close undoes what it did.
+func (l *Level) build(cfg Config, pid int) (mounts.Layout, int, error) {
+	var layout mounts.Layout
+	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
+		return layout, -1, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
+	} else if err != nil {
+		return layout, -1, fmt.Errorf("run directory: %w", err)
+	}
+	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
+	infos, err := mounts.Current()
+	if err != nil {
+		return layout, -1, fmt.Errorf("read mountinfo: %w", err)
+	}
+	if layout, err = hostLayout(infos); err != nil {
+		return layout, -1, err
+	}
+	if err := l.createCgroups(cfg, infos, pid); err != nil {
+		return layout, -1, err
+	}
+	levelFD, err := l.makeRunDir(cfg)
+	if err != nil {
+		return layout, -1, err
+	}
+	if cfg.User {
+		if err := l.handOver(cfg); err != nil {
+			unix.Close(levelFD)
+			return layout, -1, err
+		}
+	}
+	return layout, levelFD, nil
+}
+
+// createCgroups makes the level's cgroups in every hierarchy, with its
+// limits, and records them.
+func (l *Level) createCgroups(cfg Config, infos []*mountinfo.Info, pid int) error {
+	hs, writes, err := plan(infos, cfg.Limits)
+	if err != nil {
+		return err
+	}
+	if err := failpoint.At("cgroups"); err != nil {
+		return err
+	}
+	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, pid)
+	var exists *cgroup.ExistsError
+	if errors.As(err, &exists) {
+		return &InUseError{Name: cfg.Name, Path: exists.Path}
+	} else if err != nil {
+		return fmt.Errorf("create cgroups: %w", err)
+	}
+	l.undo = append(l.undo, l.cgroups.Remove)
+	if err := l.recordCgroups(cfg, writes); err != nil {
+		return err
+	}
+	return writeState(cfg.RunDir, l.state)
 }
 
 func hostLayout(infos []*mountinfo.Info) (mounts.Layout, error) {
@@ -249,144 +273,6 @@ func detach(dir string) error {
 	return nil
 }
 
-// spawn starts the init stage in a new mount namespace, places it in the
-// level's cgroups (before it may create its cgroup namespace), releases
-// it, and waits until it has exec'd the command or failed.
-func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) error {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socketpair: %w", err)
-	}
-	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-child")
-	defer parent.Close()
-
-	stdin := orStd(cfg.Stdin, os.Stdin)
-	l.fg = isForeground(stdin)
-	cgroupFD := -1
-	if v2 := l.cgroups.V2(); v2 != nil {
-		cgroupFD, err = unix.Open(v2.Inner, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			child.Close()
-			return fmt.Errorf("open cgroup %s: %w", v2.Inner, err)
-		}
-		defer unix.Close(cgroupFD)
-	}
-	newCmd := func(intoCgroup bool) *exec.Cmd {
-		attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setpgid: true, Pdeathsig: unix.SIGKILL}
-		if cfg.PID {
-			attr.Cloneflags |= unix.CLONE_NEWPID
-		}
-		if cfg.User {
-			// The init stage copies its mount namespace itself, once
-			// the launcher has put in place what it must hold locked.
-			attr.Cloneflags = attr.Cloneflags&^unix.CLONE_NEWNS | unix.CLONE_NEWUSER
-			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
-			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
-			// Without it the child keeps its host uid and host-root DAC.
-			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-		}
-		// A command at a terminal gets the terminal's foreground, so Ctrl-C
-		// reaches it once, from the kernel, and not again from us.
-		if l.fg {
-			attr.Foreground, attr.Ctty = true, int(stdin.Fd())
-		}
-		if intoCgroup {
-			attr.UseCgroupFD, attr.CgroupFD = true, cgroupFD
-		}
-		return &exec.Cmd{
-			Path:        "/proc/self/exe",
-			Args:        []string{nsexec.Marker},
-			Stdin:       stdin,
-			Stdout:      orStd(cfg.Stdout, os.Stdout),
-			Stderr:      orStd(cfg.Stderr, os.Stderr),
-			ExtraFiles:  []*os.File{child, levelFile},
-			SysProcAttr: attr,
-		}
-	}
-	intoCgroup := cgroupFD >= 0
-	var cmd *exec.Cmd
-	start := func() error {
-		cmd = newCmd(intoCgroup)
-		err := failpoint.At("spawn")
-		if err == nil {
-			err = cmd.Start()
-			if err != nil && intoCgroup {
-				// Kernels before 5.7 have no CLONE_INTO_CGROUP; join by hand.
-				intoCgroup = false
-				cmd = newCmd(false)
-				err = cmd.Start()
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("start init stage: %w", err)
-		}
-		return nil
-	}
-	c := &nsexec.Config{
-		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
-		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
-	}
-	if cfg.User {
-		c.Mode = nsexec.ModeUserLevel
-	}
-	if cfg.User {
-		if l.prepared, err = startPrepared(c, start); err == nil {
-			err = l.newMirror(cfg)
-		}
-	} else {
-		// Pdeathsig follows the thread that forks: keep it until the init
-		// stage has exec'd (it clears the signal just before).
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err = start()
-	}
-	child.Close()
-	if cmd != nil && cmd.Process != nil {
-		l.cmd = cmd // started, even if what follows failed: Close ends it
-	}
-	if err != nil {
-		return err
-	}
-	if err := l.cgroups.Join(cmd.Process.Pid, intoCgroup); err != nil {
-		return err
-	}
-	if err := failpoint.At("release"); err != nil {
-		return err
-	}
-	if err := nsexec.SendConfig(parent, c); err != nil {
-		return err
-	}
-	err = nsexec.WaitWith(parent, nsexec.Requests{
-		SetGroup: func() error {
-			// The init stage may not join its run directory and mirror to
-			// the prepared namespace's; we may.
-			return l.mirror.Join(fmt.Sprintf("/proc/%d/root", cmd.Process.Pid))
-		},
-		AttachProc: func(fd int) error {
-			if err := failpoint.At("attach proc"); err != nil {
-				return err
-			}
-			return l.prepared.do(func() error { return mounts.Attach(fd, "/proc") })
-		},
-	})
-	if errors.Is(err, nsexec.ErrDied) {
-		// The child end is closed; the init stage is gone or going.
-		_ = cmd.Wait()
-		if n := l.cgroups.OOMKills(); n > 0 && cfg.Limits.Memory > 0 {
-			return fmt.Errorf("--memory: %d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, cmd.ProcessState)
-		}
-		return fmt.Errorf("%w: %v", err, cmd.ProcessState)
-	}
-	if err == nil && l.mirror != nil {
-		// The level's layout is there: on the host before "ready".
-		if err = failpoint.At("mirror"); err == nil {
-			err = l.mirror.Sync()
-		}
-		l.mirror.Start(mirrorInterval)
-	}
-	return err
-}
-
 // mirrorInterval is the least time between two updates of a --user
 // level's mirror: a level that mounts and unmounts in a loop costs the
 // supervisor at most one read of the mount table per interval.
@@ -408,18 +294,6 @@ func (l *Level) newMirror(cfg Config) error {
 			_ = l.cgroups.Kill()
 		}})
 	return err
-}
-
-func orStd(f, std *os.File) *os.File {
-	if f != nil {
-		return f
-	}
-	return std
-}
-
-func isForeground(f *os.File) bool {
-	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
 }
 
 // recordCgroups makes the cgroup2 leaf and puts the level's cgroups and
@@ -514,4 +388,92 @@ func (l *Level) handOver(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// spawn starts the init stage in a new mount namespace, places it in the
+// level's cgroups (before it may create its cgroup namespace), releases
+// it, and waits until it has exec'd the command or failed.
+func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) error {
+	c := &nsexec.Config{
+		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
+		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
+	}
+	// Pdeathsig follows the thread that forks: it is kept until the init
+	// stage has exec'd (which clears the signal just before).
+	run := func(start func() error) error {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		return start()
+	}
+	if cfg.User {
+		c.Mode = nsexec.ModeUserLevel
+		run = func(start func() error) (err error) {
+			if l.prepared, err = startPrepared(c, start); err != nil {
+				return err
+			}
+			return l.newMirror(cfg)
+		}
+	}
+	spec := stageSpec{
+		stdio: stdioOf(cfg.Stdin, cfg.Stdout, cfg.Stderr), files: []*os.File{levelFile},
+		attr: cloneAttr(cfg), run: run,
+	}
+	if v2 := l.cgroups.V2(); v2 != nil {
+		spec.cgroup = v2.Inner
+	}
+	st, err := startStage(spec)
+	if st != nil {
+		l.st = st // started, even if what follows failed: Close ends it
+	}
+	if err != nil {
+		return err
+	}
+	join := func(pid int) error { return l.cgroups.Join(pid, spec.cgroup != "") }
+	err = st.release(c, join, l.requests(st))
+	if errors.Is(err, nsexec.ErrDied) && cfg.Limits.Memory > 0 && l.cgroups.OOMKills() > 0 {
+		return fmt.Errorf("--memory: %d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, st.cmd.ProcessState)
+	}
+	if err == nil && l.mirror != nil {
+		// The level's layout is there: on the host before "ready".
+		if err = failpoint.At("mirror"); err == nil {
+			err = l.mirror.Sync()
+		}
+		l.mirror.Start(mirrorInterval)
+	}
+	return err
+}
+
+// requests answers what a --user level's init stage asks of its launcher.
+func (l *Level) requests(st *stage) nsexec.Requests {
+	return nsexec.Requests{
+		SetGroup: func() error {
+			// The init stage may not join its run directory and mirror to
+			// the prepared namespace's; we may.
+			return l.mirror.Join(fmt.Sprintf("/proc/%d/root", st.cmd.Process.Pid))
+		},
+		AttachProc: func(fd int) error {
+			if err := failpoint.At("attach proc"); err != nil {
+				return err
+			}
+			return l.prepared.do(func() error { return mounts.Attach(fd, "/proc") })
+		},
+	}
+}
+
+// cloneAttr is the init stage's namespaces and ids.
+func cloneAttr(cfg Config) *syscall.SysProcAttr {
+	attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
+	if cfg.PID {
+		attr.Cloneflags |= unix.CLONE_NEWPID
+	}
+	if cfg.User {
+		// The init stage copies its mount namespace itself, once the
+		// launcher has put in place what it must hold locked.
+		attr.Cloneflags = attr.Cloneflags&^unix.CLONE_NEWNS | unix.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
+		// Without it the child keeps its host uid and host-root DAC.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	return attr
 }

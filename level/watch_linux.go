@@ -3,7 +3,6 @@ package level
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 
@@ -22,9 +21,8 @@ func isWatch() bool { return len(os.Args) > 0 && os.Args[0] == watchMarker }
 // of the level, not only CMD (which also gets the signal as its
 // parent-death signal).
 func (l *Level) startWatch(sig unix.Signal) error {
-	w := exec.Command("/proc/self/exe", l.runDir, l.Name, strconv.Itoa(int(sig)),
+	w := reexec(watchMarker, l.runDir, l.Name, strconv.Itoa(int(sig)),
 		strconv.Itoa(l.state.Supervisor.PID), strconv.FormatUint(l.state.Supervisor.Start, 10))
-	w.Args[0] = watchMarker
 	// Its own process group: a signal to the supervisor's group must not
 	// take the watchdog with it.
 	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -370,8 +370,25 @@ func (k *Keeper) plan(kids map[int][]*mountinfo.Info) map[int]node {
 // copy clones the mount in the prepared namespace and attaches the clone
 // on the host, below the copy of its parent.
 func (k *Keeper) copy(n node) error {
-	var fd int
-	err := k.c.Do(func() error {
+	fd, err := k.clone(n)
+	if err != nil {
+		return err
+	}
+	if err := restrict(fd); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := k.attach(n, fd); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	k.copies[n.m.ID] = &copied{desc: describe(n.m), fd: fd}
+	return nil
+}
+
+// clone clones mount n, in the level's mounts, to a detached tree.
+func (k *Keeper) clone(n node) (fd int, err error) {
+	err = k.c.Do(func() error {
 		// Below the mirror, from whatever is mounted on top of its root
 		// (a cgroup2 on unified hosts): opened from /, whose mount
 		// points in this namespace are the host's, not the level's.
@@ -403,15 +420,12 @@ func (k *Keeper) copy(n node) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			unix.Close(fd)
-		}
-	}()
+	return fd, err
+}
+
+// restrict makes a copy private, nosuid, nodev and noexec, and read-only
+// if it is a tmpfs (bounded in size); other filesystems are not copied.
+func restrict(fd int) error {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(fd, &st); err != nil {
 		return err
@@ -430,6 +444,11 @@ func (k *Keeper) copy(n node) error {
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		return fmt.Errorf("set attributes: %w", err)
 	}
+	return nil
+}
+
+// attach mounts the copy fd of n where n is, below its parent's copy.
+func (k *Keeper) attach(n node, fd int) error {
 	parent := map[int]int{onHost: k.host, onHostCg: k.hostCg}[n.parent]
 	if n.parent >= 0 {
 		parent = k.copies[n.parent].fd
@@ -438,19 +457,18 @@ func (k *Keeper) copy(n node) error {
 	// the parent's copy, on that mount, following nothing.
 	to := parent
 	if n.rel != "" {
+		var err error
 		if to, err = beneath.Dir(parent, n.rel, true); err != nil {
 			return fmt.Errorf("mount point: %w", err)
 		}
 		defer unix.Close(to)
 	}
-	if err := unix.MoveMount(fd, "", to, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return fmt.Errorf("attach: %w", err)
-	}
 	// Attached below a shared mount (as a nested supervisor's is, so its
 	// copies reach the host in turn) it is shared in a peer group of its
 	// own: none of the level's mounts is in it.
-	ok = true
-	k.copies[n.m.ID] = &copied{desc: describe(n.m), fd: fd}
+	if err := unix.MoveMount(fd, "", to, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
 	return nil
 }
 
