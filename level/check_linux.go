@@ -90,7 +90,7 @@ func Check() Report {
 			_, typed := os.Stat(base + "/cgroup.type")
 			for _, c := range have {
 				if !slices.Contains(on, c) && len(procs) > 0 && typed == nil {
-					problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use --cgroup-parent", base, c, c)
+					problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use Config.CgroupParent", base, c, c)
 					break
 				}
 			}
@@ -100,7 +100,7 @@ func Check() Report {
 	for _, h := range hs {
 		v1, v2 = v1 || !h.V2(), v2 || h.V2()
 	}
-	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with --user: " + enforcement(true, false, false, false) + ")"
+	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with Config.User: " + enforcement(true, false, false, false) + ")"
 	return finish(r)
 }
 

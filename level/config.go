@@ -3,7 +3,6 @@ package level
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -66,14 +65,21 @@ type Config struct {
 	MirrorMax int
 }
 
-// FlagError is a configuration error that names the flag it came from.
-type FlagError struct {
-	Flag string
-	Err  error
+// FieldError is an error in one field of a Config or ExecConfig. Field
+// names it as Go code would ("Config.RunDir", "Limits.Memory",
+// "ExecConfig.Cgroup"); a message that names other fields names them
+// the same way, so that a command line can show its flags instead.
+type FieldError struct {
+	Field string
+	Err   error
 }
 
-func (e *FlagError) Error() string { return e.Flag + ": " + e.Err.Error() }
-func (e *FlagError) Unwrap() error { return e.Err }
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{field, fmt.Errorf(format, args...)}
+}
 
 // Validate checks the config and fills in defaults. It touches nothing.
 func (c *Config) Validate() error {
@@ -81,36 +87,54 @@ func (c *Config) Validate() error {
 		c.Name = generateName()
 	}
 	if err := ValidateName(c.Name); err != nil {
-		return &FlagError{"--name", err}
+		return &FieldError{"Config.Name", err}
 	}
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
-		return &FlagError{"command", fmt.Errorf("no command given")}
+		return fieldErr("Config.Argv", "no command given")
 	}
 	if c.RunDir == "" {
 		c.RunDir = DefaultRunDir
 	}
 	if !filepath.IsAbs(c.RunDir) {
-		return &FlagError{"--run-dir", fmt.Errorf("%q is not an absolute path", c.RunDir)}
+		return fieldErr("Config.RunDir", "%q is not an absolute path", c.RunDir)
 	}
 	c.RunDir = filepath.Clean(c.RunDir)
 	p, err := cleanParent(c.CgroupParent)
 	if err != nil {
-		return &FlagError{"--cgroup-parent", err}
+		return &FieldError{"Config.CgroupParent", err}
 	}
 	c.CgroupParent = p
 	for _, f := range []struct {
-		flag string
-		fd   int
-	}{{"--ready-fd", c.ReadyFD}, {"--json-status-fd", c.StatusFD}} {
+		field string
+		fd    int
+	}{{"Config.ReadyFD", c.ReadyFD}, {"Config.StatusFD", c.StatusFD}} {
 		if f.fd == 0 {
 			continue
 		}
 		if _, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFD, 0); err != nil || f.fd < 0 {
-			return &FlagError{f.flag, fmt.Errorf("%d is not an open file descriptor", f.fd)}
+			return fieldErr(f.field, "%d is not an open file descriptor", f.fd)
 		}
 	}
+	if err := c.validateUser(); err != nil {
+		return err
+	}
+	if err := c.validateLeaf(); err != nil {
+		return err
+	}
+	if c.Init && !c.PID {
+		return fieldErr("Config.Init", "needs Config.PID (it runs as PID 1 of the level's PID namespace)")
+	}
+	if c.MountProc && !c.PID {
+		return fieldErr("Config.MountProc", "needs Config.PID (a /proc of the host's PID namespace would show every process)")
+	}
+	return validateLimits(&c.Limits)
+}
+
+// validateUser checks the user namespace's id maps against those of
+// this process, and the mirror's bound.
+func (c *Config) validateUser() error {
 	if !c.User && (c.UIDMap.Count > 0 || c.GIDMap.Count > 0) {
-		return &FlagError{"--map-users", errNoUserNS}
+		return &FieldError{"Config.UIDMap", errNoUserNS}
 	}
 	if c.User && c.UIDMap.Count == 0 {
 		c.UIDMap = defaultRange
@@ -118,44 +142,43 @@ func (c *Config) Validate() error {
 	if c.User && c.GIDMap.Count == 0 {
 		c.GIDMap = c.UIDMap
 	}
-	if c.User {
-		for _, m := range []struct {
-			flag, file string
-			m          IDMap
-		}{{"--map-users", "/proc/self/uid_map", c.UIDMap}, {"--map-groups", "/proc/self/gid_map", c.GIDMap}} {
-			b, err := os.ReadFile(m.file)
-			if err != nil {
-				return &FlagError{m.flag, err}
-			}
-			if err := mappedHere(m.m, string(b), m.file); err != nil {
-				return &FlagError{m.flag, err}
-			}
+	for _, m := range []struct {
+		field, file string
+		m           IDMap
+	}{{"Config.UIDMap", "/proc/self/uid_map", c.UIDMap}, {"Config.GIDMap", "/proc/self/gid_map", c.GIDMap}} {
+		if !c.User {
+			break
+		}
+		b, err := os.ReadFile(m.file)
+		if err == nil {
+			err = mappedHere(m.m, string(b), m.file)
+		}
+		if err != nil {
+			return &FieldError{m.field, err}
 		}
 	}
 	if c.MirrorMax < 0 {
-		return &FlagError{"--mirror-max", fmt.Errorf("invalid count %d", c.MirrorMax)}
+		return fieldErr("Config.MirrorMax", "invalid count %d", c.MirrorMax)
 	}
 	if c.MirrorMax > 0 && !c.User {
-		return &FlagError{"--mirror-max", errors.New("needs --user (without it the level's mounts reach the host by propagation, and root in it is the host's root anyway)")}
+		return fieldErr("Config.MirrorMax", "needs Config.User (without it the level's mounts reach the host by propagation, and root in it is the host's root anyway)")
 	}
+	return nil
+}
+
+func (c *Config) validateLeaf() error {
 	switch {
 	case c.NoLeaf && c.Leaf != "":
-		return &FlagError{"--leaf", errors.New("cannot be combined with --no-leaf")}
+		return fieldErr("Config.Leaf", "cannot be combined with Config.NoLeaf")
 	case !c.NoLeaf && c.Leaf == "":
 		c.Leaf = DefaultLeaf
 	}
 	if c.Leaf != "" {
 		if err := ValidateName(c.Leaf); err != nil {
-			return &FlagError{"--leaf", err}
+			return &FieldError{"Config.Leaf", err}
 		}
 	}
-	if c.Init && !c.PID {
-		return &FlagError{"--init", errors.New("needs --pid (it runs as PID 1 of the level's PID namespace)")}
-	}
-	if c.MountProc && !c.PID {
-		return &FlagError{"--mount-proc", errors.New("needs --pid (a /proc of the host's PID namespace would show every process)")}
-	}
-	return validateLimits(&c.Limits)
+	return nil
 }
 
 func cleanParent(p string) (string, error) {
@@ -184,36 +207,37 @@ func cleanParent(p string) (string, error) {
 
 func validateLimits(l *cgroup.Limits) error {
 	if l.Memory < 0 {
-		return &FlagError{"--memory", fmt.Errorf("invalid size %d", l.Memory)}
+		return fieldErr("Limits.Memory", "invalid size %d", l.Memory)
 	}
 	if l.CPUs < 0 {
-		return &FlagError{"--cpus", fmt.Errorf("invalid CPU quota %g", l.CPUs)}
+		return fieldErr("Limits.CPUs", "invalid CPU quota %g", l.CPUs)
 	}
 	if l.CPUWeight != 0 && (l.CPUWeight < 1 || l.CPUWeight > 10000) {
-		return &FlagError{"--cpu-weight", fmt.Errorf("invalid weight %d (use 1 to 10000)", l.CPUWeight)}
+		return fieldErr("Limits.CPUWeight", "invalid weight %d (use 1 to 10000)", l.CPUWeight)
 	}
 	if l.PidsMax < 0 {
-		return &FlagError{"--pids-max", fmt.Errorf("invalid count %d", l.PidsMax)}
+		return fieldErr("Limits.PidsMax", "invalid count %d", l.PidsMax)
 	}
-	for _, pair := range []struct{ flag, v *string }{{ptr("--cpuset-cpus"), &l.CpusetCPUs}, {ptr("--cpuset-mems"), &l.CpusetMems}} {
-		if *pair.v == "" {
+	for _, list := range []struct {
+		field string
+		v     *string
+	}{{"Limits.CpusetCPUs", &l.CpusetCPUs}, {"Limits.CpusetMems", &l.CpusetMems}} {
+		if *list.v == "" {
 			continue
 		}
-		n, err := ParseList(*pair.v)
+		n, err := ParseList(*list.v)
 		if err != nil {
-			return &FlagError{*pair.flag, err}
+			return &FieldError{list.field, err}
 		}
-		*pair.v = n
+		*list.v = n
 	}
 	for _, s := range l.Set {
 		if _, _, err := ParseSetting(s.File + "=" + s.Value); err != nil {
-			return &FlagError{"--set", err}
+			return &FieldError{"Limits.Set", err}
 		}
 	}
 	return nil
 }
-
-func ptr(s string) *string { return &s }
 
 func generateName() string {
 	b := make([]byte, 5)

@@ -12,21 +12,25 @@ func validConfig() Config {
 	return Config{Name: "web", Argv: []string{"true"}}
 }
 
-// flagError checks that err is a *FlagError for flag.
-func flagError(t *testing.T, err error, flag string) *FlagError {
+// fieldError checks that err is a *FieldError for field, and that its
+// message names no command-line flag.
+func fieldError(t *testing.T, err error, field string) *FieldError {
 	t.Helper()
-	var fe *FlagError
+	var fe *FieldError
 	if !errors.As(err, &fe) {
-		t.Fatalf("error = %v (%T), want a *FlagError for %s", err, err, flag)
+		t.Fatalf("error = %v (%T), want a *FieldError for %s", err, err, field)
 	}
-	if fe.Flag != flag {
-		t.Fatalf("FlagError.Flag = %q, want %q (error %q)", fe.Flag, flag, err)
+	if fe.Field != field {
+		t.Fatalf("FieldError.Field = %q, want %q (error %q)", fe.Field, field, err)
 	}
-	if !strings.HasPrefix(err.Error(), flag+": ") {
-		t.Errorf("error %q does not start with %q", err, flag+": ")
+	if !strings.HasPrefix(err.Error(), field+": ") {
+		t.Errorf("error %q does not start with %q", err, field+": ")
+	}
+	if strings.Contains(err.Error(), "--") {
+		t.Errorf("error %q names a flag", err)
 	}
 	if errors.Unwrap(err) == nil {
-		t.Errorf("FlagError %q does not unwrap to its cause", err)
+		t.Errorf("FieldError %q does not unwrap to its cause", err)
 	}
 	return fe
 }
@@ -82,7 +86,7 @@ func TestConfigValidateName(t *testing.T) {
 	for _, name := range []string{"-x", "a/b", strings.Repeat("a", 65), "."} {
 		c := validConfig()
 		c.Name = name
-		flagError(t, c.Validate(), "--name")
+		fieldError(t, c.Validate(), "Config.Name")
 	}
 }
 
@@ -90,7 +94,7 @@ func TestValidateCommand(t *testing.T) {
 	for _, argv := range [][]string{nil, {}, {""}, {"", "x"}} {
 		c := validConfig()
 		c.Argv = argv
-		flagError(t, c.Validate(), "command")
+		fieldError(t, c.Validate(), "Config.Argv")
 	}
 }
 
@@ -99,7 +103,7 @@ func TestValidateRunDir(t *testing.T) {
 		c := validConfig()
 		c.RunDir = dir
 		err := c.Validate()
-		flagError(t, err, "--run-dir")
+		fieldError(t, err, "Config.RunDir")
 		if !strings.Contains(err.Error(), dir) {
 			t.Errorf("error %q does not name %q", err, dir)
 		}
@@ -120,12 +124,12 @@ func TestValidateCgroupParent(t *testing.T) {
 		c.CgroupParent = p
 		err := c.Validate()
 		if err == nil {
-			t.Errorf("--cgroup-parent %q accepted as %q, want an error", p, c.CgroupParent)
+			t.Errorf("CgroupParent %q accepted as %q, want an error", p, c.CgroupParent)
 			continue
 		}
-		fe := flagError(t, err, "--cgroup-parent")
+		fe := fieldError(t, err, "Config.CgroupParent")
 		if !strings.Contains(fe.Err.Error(), p) {
-			t.Errorf("--cgroup-parent %q: error %q does not name it", p, err)
+			t.Errorf("CgroupParent %q: error %q does not name it", p, err)
 		}
 	}
 	for _, c := range []struct{ in, want string }{
@@ -144,33 +148,33 @@ func TestValidateCgroupParent(t *testing.T) {
 		cfg := validConfig()
 		cfg.CgroupParent = c.in
 		if err := cfg.Validate(); err != nil {
-			t.Errorf("--cgroup-parent %q: %v", c.in, err)
+			t.Errorf("CgroupParent %q: %v", c.in, err)
 			continue
 		}
 		if cfg.CgroupParent != c.want {
-			t.Errorf("--cgroup-parent %q = %q, want %q", c.in, cfg.CgroupParent, c.want)
+			t.Errorf("CgroupParent %q = %q, want %q", c.in, cfg.CgroupParent, c.want)
 		}
 	}
 }
 
 func TestValidateLimits(t *testing.T) {
 	bad := []struct {
-		flag string
-		l    cgroup.Limits
+		field string
+		l     cgroup.Limits
 	}{
-		{"--memory", cgroup.Limits{Memory: -1}},
-		{"--cpus", cgroup.Limits{CPUs: -0.5}},
-		{"--cpu-weight", cgroup.Limits{CPUWeight: 10001}},
-		{"--pids-max", cgroup.Limits{PidsMax: -1}},
-		{"--cpuset-cpus", cgroup.Limits{CpusetCPUs: "3-1"}},
-		{"--cpuset-mems", cgroup.Limits{CpusetMems: "a"}},
-		{"--set", cgroup.Limits{Set: []cgroup.Setting{{File: "nodot", Value: "1"}}}},
-		{"--set", cgroup.Limits{Set: []cgroup.Setting{{File: "memory.high", Value: "1\n2"}}}},
+		{"Limits.Memory", cgroup.Limits{Memory: -1}},
+		{"Limits.CPUs", cgroup.Limits{CPUs: -0.5}},
+		{"Limits.CPUWeight", cgroup.Limits{CPUWeight: 10001}},
+		{"Limits.PidsMax", cgroup.Limits{PidsMax: -1}},
+		{"Limits.CpusetCPUs", cgroup.Limits{CpusetCPUs: "3-1"}},
+		{"Limits.CpusetMems", cgroup.Limits{CpusetMems: "a"}},
+		{"Limits.Set", cgroup.Limits{Set: []cgroup.Setting{{File: "nodot", Value: "1"}}}},
+		{"Limits.Set", cgroup.Limits{Set: []cgroup.Setting{{File: "memory.high", Value: "1\n2"}}}},
 	}
 	for _, b := range bad {
 		c := validConfig()
 		c.Limits = b.l
-		flagError(t, c.Validate(), b.flag)
+		fieldError(t, c.Validate(), b.field)
 	}
 
 	c := validConfig()

@@ -25,9 +25,9 @@ func Example() {
 		Argv:   []string{"/bin/sh", "-c", "echo hello, in $(grep -Evc ':/$|^0::/init$' /proc/self/cgroup) cgroups of the host; exit 3"},
 		Limits: level.Limits{Memory: 64 << 20},
 	})
-	var bad *level.FlagError
+	var bad *level.FieldError
 	if errors.As(err, &bad) {
-		fmt.Println("bad config:", bad.Flag, bad.Err)
+		fmt.Println("bad config:", bad.Field, bad.Err)
 		return
 	} else if err != nil {
 		fmt.Println("the kernel refused:", err)
@@ -64,15 +64,15 @@ func ExampleStartContext() {
 	// exit 137
 }
 
-// Bad input is a *FlagError naming the flag, before anything is made.
-func ExampleFlagError() {
+// Bad input is a *FieldError naming the field, before anything is made.
+func ExampleFieldError() {
 	_, err := level.Start(level.Config{CgroupParent: parent, Argv: []string{"true"}, MountProc: true})
-	var bad *level.FlagError
+	var bad *level.FieldError
 	if errors.As(err, &bad) {
-		fmt.Println("bad", bad.Flag)
+		fmt.Println(bad)
 	}
 	// Output:
-	// bad --mount-proc
+	// Config.MountProc: needs Config.PID (a /proc of the host's PID namespace would show every process)
 }
 
 // With a PID namespace and Init, cl-unshare is PID 1 and reaps orphans;

@@ -46,10 +46,10 @@ type ExecConfig struct {
 func Exec(c ExecConfig) (*Process, error) {
 	sub := path.Clean("/" + c.Cgroup)[1:]
 	if c.Cgroup != "" && (strings.HasPrefix(path.Clean(c.Cgroup), "..") || strings.HasPrefix(c.Cgroup, "/")) {
-		return nil, &FlagError{"--cgroup", fmt.Errorf("%q must be a relative path below the level's inner cgroup", c.Cgroup)}
+		return nil, fieldErr("ExecConfig.Cgroup", "%q must be a relative path below the level's inner cgroup", c.Cgroup)
 	}
 	if len(c.Argv) == 0 {
-		return nil, &FlagError{"command", errors.New("no command given")}
+		return nil, fieldErr("ExecConfig.Argv", "no command given")
 	}
 	i, err := Find(c.RunDir, c.Name)
 	if i, err = usable(c.Name, i, err); err != nil {
@@ -78,7 +78,7 @@ func Exec(c ExecConfig) (*Process, error) {
 		}
 	}
 	if !found {
-		return nil, &FlagError{"--cgroup", fmt.Errorf("%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)}
+		return nil, fieldErr("ExecConfig.Cgroup", "%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)
 	}
 	var fds []*os.File
 	defer func() {

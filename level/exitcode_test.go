@@ -25,7 +25,7 @@ func TestErrorCode(t *testing.T) {
 		{&nsexec.StepError{Step: "before exec", Errno: unix.ECANCELED}, 125},
 		{errors.New("plain"), 125},
 		{fmt.Errorf("wrapped: %w", unix.ENOENT), 125},
-		{&FlagError{Flag: "--memory", Err: errors.New("x")}, 125},
+		{&FieldError{Field: "Limits.Memory", Err: errors.New("x")}, 125},
 		{nsexec.ErrDied, 125},
 	} {
 		if got := ErrorCode(c.err); got != c.code {

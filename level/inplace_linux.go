@@ -2,7 +2,6 @@ package level
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -24,13 +23,13 @@ func ExecInPlace(cfg Config) (err error) {
 		return err
 	}
 	if cfg.User {
-		return &FlagError{"--exec", errors.New("cannot be combined with --user yet")}
+		return fieldErr("ExecInPlace", "cannot be combined with Config.User yet")
 	}
 	if cfg.PID {
-		return &FlagError{"--exec", errors.New("cannot be combined with --pid: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop --exec to run it under a supervisor)")}
+		return fieldErr("ExecInPlace", "cannot be combined with Config.PID: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop ExecInPlace to run it under a supervisor)")
 	}
 	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
-		return &FlagError{"--exec", errors.New("cannot be combined with --kill-child or --json-status-fd, which need a supervisor")}
+		return fieldErr("ExecInPlace", "cannot be combined with Config.KillSignal or Config.StatusFD, which need a supervisor")
 	}
 	me := self()
 	// The process is its own supervisor: alive exactly as long as CMD.

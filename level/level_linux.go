@@ -37,11 +37,28 @@ func (l *Level) OuterCgroups() map[string]string {
 	return m
 }
 
+// StoppedError says why cl-unshare stopped a level before its command
+// ended; Status is the command's wait status.
+type StoppedError struct {
+	Name   string
+	Why    string
+	Status syscall.WaitStatus
+}
+
+func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: " + e.Why }
+
 // Wait waits for the command to exit, then tears the level down (Close).
-// It returns the command's wait status; err is about the teardown.
+// It returns the command's wait status; err says why cl-unshare stopped
+// the level (a *StoppedError), if it did, and what went wrong tearing it
+// down.
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
 	err := l.Close()
+	l.mu.Lock()
+	if l.stopped != "" {
+		err = errors.Join(&StoppedError{l.Name, l.stopped, ws}, err)
+	}
+	l.mu.Unlock()
 	if rerr := l.report(exitEvent(l.Name, ws)); err == nil {
 		err = rerr
 	}
@@ -54,10 +71,15 @@ func ExitCode(ws syscall.WaitStatus) int { return exitcode.Of(ws) }
 // ExitFailure is the exit code for a failure of cl-unshare's own.
 const ExitFailure = exitcode.Failure
 
-// ErrorCode is the exit code for an error of Start, ExecInPlace or Exec:
-// 127 when CMD was not found, 126 when it could not be executed, 125 for
-// any other failure (never one of CMD's own codes).
+// ErrorCode is the exit code for an error of Start, ExecInPlace, Exec or
+// Wait: 127 when CMD was not found, 126 when it could not be executed,
+// CMD's (or 128+signal) for a level cl-unshare stopped, 125 for any other
+// failure (never one of CMD's own codes).
 func ErrorCode(err error) int {
+	var stopped *StoppedError
+	if errors.As(err, &stopped) {
+		return exitcode.Of(stopped.Status)
+	}
 	var se *StepError
 	if errors.As(err, &se) && se.Step == nsexec.StepExec {
 		return exitcode.Exec(err)

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Fprintln(os.Stderr, "level: skipping the examples that start real levels: they need root")
-		flag.Set("test.run", "^(Test|ExampleFlagError$|ExampleInit$)")
+		flag.Set("test.run", "^(Test|ExampleFieldError$|ExampleInit$)")
 	}
 	os.Exit(m.Run())
 }

@@ -201,7 +201,7 @@ func enforcement(user, nsdelegate, v1, v2 bool) string {
 		kind = "outer-cgroup+nsdelegate"
 	}
 	return kind + ": " + base + "; writes to the root's own limit files: " + strings.Join(how, "; ") +
-		". Without --user this is no boundary: root in the level is root on the host"
+		". Without Config.User this is no boundary: root in the level is root on the host"
 }
 
 // nsDelegate reports whether the visible cgroup2 mount has nsdelegate.

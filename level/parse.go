@@ -85,7 +85,7 @@ func ParseSetting(s string) (file, value string, err error) {
 	if c, _, _ := strings.Cut(file, "."); c == "cgroup" && file != "cgroup.max.depth" && file != "cgroup.max.descendants" {
 		// cgroup.procs would move any process into the level (to die with
 		// it), cgroup.kill kill it, cgroup.subtree_control take controllers.
-		return "", "", fmt.Errorf("%s is a cgroup core file, not a limit (--set takes a controller's files, such as memory.high, and of the core files only cgroup.max.depth and cgroup.max.descendants)", file)
+		return "", "", fmt.Errorf("%s is a cgroup core file, not a limit (Limits.Set takes a controller's files, such as memory.high, and of the core files only cgroup.max.depth and cgroup.max.descendants)", file)
 	}
 	if strings.ContainsAny(value, "\n\x00") {
 		return "", "", fmt.Errorf("invalid value for %s: it must be one line", file)

@@ -34,9 +34,9 @@ type InUseError struct {
 
 func (e *InUseError) Error() string {
 	if e.Why != "" {
-		return fmt.Sprintf("--name: level %q is already in use (%s); choose another name", e.Name, e.Why)
+		return fmt.Sprintf("Config.Name: level %q is already in use (%s); choose another name", e.Name, e.Why)
 	}
-	return fmt.Sprintf("--name: level %q is already in use (%s exists); choose another name", e.Name, e.Path)
+	return fmt.Sprintf("Config.Name: level %q is already in use (%s exists); choose another name", e.Name, e.Path)
 }
 
 // Level is a started level.
@@ -52,6 +52,7 @@ type Level struct {
 	cgroups  *cgroup.Level
 	mu       sync.Mutex // closed is read by StartContext's watcher
 	closed   bool
+	stopped  string // why the mirror stopped the level, if it did
 	// prepared is the thread a --user level was cloned from, and mirror
 	// what copies its cgroup mounts to the host.
 	prepared *prepared
@@ -279,9 +280,8 @@ func detach(dir string) error {
 const mirrorInterval = 10 * time.Millisecond
 
 // newMirror readies the copy of a --user level's mounts to the host
-// (package mirror). A level over the bound is stopped, and says why.
+// (package mirror). A level over the bound is stopped, and Wait says why.
 func (l *Level) newMirror(cfg Config) error {
-	stderr := orStd(cfg.Stderr, os.Stderr)
 	bound := cfg.MirrorMax
 	if bound == 0 {
 		bound = mirror.DefaultMax
@@ -289,8 +289,9 @@ func (l *Level) newMirror(cfg Config) error {
 	var err error
 	l.mirror, err = mirror.New(mirror.Config{RunDir: cfg.RunDir, Host: l.LevelDir, Max: bound, Do: l.prepared.do,
 		Over: func(n int) {
-			fmt.Fprintf(stderr, "cl-unshare: level %s: stopped: it has %d mounts under its /sys/fs/cgroup and run directory, more than --mirror-max %d\n",
-				l.Name, n, bound)
+			l.mu.Lock()
+			l.stopped = fmt.Sprintf("it has %d mounts under its /sys/fs/cgroup and run directory, more than Config.MirrorMax %d", n, bound)
+			l.mu.Unlock()
 			_ = l.cgroups.Kill()
 		}})
 	return err
@@ -431,7 +432,7 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	join := func(pid int) error { return l.cgroups.Join(pid, spec.cgroup != "") }
 	err = st.release(c, join, l.requests(st))
 	if errors.Is(err, nsexec.ErrDied) && cfg.Limits.Memory > 0 && l.cgroups.OOMKills() > 0 {
-		return fmt.Errorf("--memory: %d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, st.cmd.ProcessState)
+		return fieldErr("Limits.Memory", "%d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, st.cmd.ProcessState)
 	}
 	if err == nil && l.mirror != nil {
 		// The level's layout is there: on the host before "ready".

@@ -2,7 +2,6 @@ package level
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -52,7 +51,7 @@ func (l *Level) report(e Event) error {
 		return err
 	}
 	if _, err := unix.Write(l.statusFD, append(b, '\n')); err != nil {
-		return fmt.Errorf("--json-status-fd %d: %w", l.statusFD, err)
+		return fieldErr("Config.StatusFD", "%d: %w", l.statusFD, err)
 	}
 	return nil
 }

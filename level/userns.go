@@ -90,7 +90,7 @@ func subRange(path string) (IDMap, bool) {
 	return IDMap{}, false
 }
 
-var errNoUserNS = errors.New("needs --user")
+var errNoUserNS = errors.New("needs Config.User")
 
 // mappedHere checks that m's outer ids exist in this process's user
 // namespace, whose map (the text of /proc/self/uid_map, from file) lists

@@ -1,7 +1,6 @@
 package level
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"syscall"
@@ -27,7 +26,7 @@ func (l *Level) startWatch(sig unix.Signal) error {
 	// take the watchdog with it.
 	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("--kill-child: start watchdog: %w", err)
+		return fieldErr("Config.KillSignal", "start watchdog: %w", err)
 	}
 	l.watch = w
 	return nil

@@ -110,8 +110,8 @@ func TestAPIContextFreeze(t *testing.T) {
 		t.Errorf("after cancel: exit %d, want 137", lvl.ExitCode(ws))
 	}
 	_, err = lvl.Start(lvl.Config{Name: "bad name", Argv: []string{"true"}})
-	var fe *lvl.FlagError
-	if !errors.As(err, &fe) || fe.Flag != "--name" {
-		t.Errorf("bad name: %v, want a *FlagError for --name", err)
+	var fe *lvl.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Config.Name" {
+		t.Errorf("bad name: %v, want a *FieldError for Config.Name", err)
 	}
 }

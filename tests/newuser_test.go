@@ -44,9 +44,9 @@ func TestSetCoreFilesRefused(t *testing.T) {
 	// The Go API applies the same rule, before anything is made.
 	_, err := lvl.Start(lvl.Config{Argv: []string{"true"}, CgroupParent: testParent,
 		Limits: lvl.Limits{Set: []cgroup.Setting{{File: "cgroup.procs", Value: pid}}}})
-	var fe *lvl.FlagError
-	if !errors.As(err, &fe) || fe.Flag != "--set" {
-		t.Errorf("Start with cgroup.procs: %v, want a --set FlagError", err)
+	var fe *lvl.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Limits.Set" {
+		t.Errorf("Start with cgroup.procs: %v, want a Limits.Set FieldError", err)
 	}
 	if v2 := hierarchy(t, "cgroup2"); v2 != nil {
 		if r := clu(t, "--set", "cgroup.max.descendants=5", "--", "/bin/sh", "-c", "cat /sys/fs/cgroup"+v2.Mount[len("/sys/fs/cgroup"):]+"/cgroup.max.descendants"); r.code != 0 || r.stdout != "5\n" {

@@ -107,7 +107,7 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	}
 	if c.IsSet("name") && cfg.Name == "" {
 		// A script's --name "$UNSET": a generated name would hide the bug.
-		return cfg, &level.FlagError{Flag: "--name", Err: errors.New(`empty name (leave --name out for a generated one)`)}
+		return cfg, &level.FieldError{Field: "Config.Name", Err: errors.New(`empty name (leave --name out for a generated one)`)}
 	}
 	if len(cfg.Argv) == 0 {
 		cfg.Argv = []string{defaultShell()}
@@ -115,7 +115,7 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.ReadyFD, cfg.StatusFD = c.Int("ready-fd"), c.Int("json-status-fd")
 	cfg.Leaf, cfg.NoLeaf = c.String("leaf"), c.Bool("no-leaf")
 	if c.IsSet("leaf") && cfg.Leaf == "" {
-		return cfg, &level.FlagError{Flag: "--leaf", Err: errors.New("empty name (use --no-leaf to keep processes in the level's root)")}
+		return cfg, &level.FieldError{Field: "Config.Leaf", Err: errors.New("empty name (use --no-leaf to keep processes in the level's root)")}
 	}
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
@@ -123,61 +123,62 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Getuid(), Count: 1}
 		cfg.GIDMap = level.IDMap{Inner: 0, Outer: os.Getgid(), Count: 1}
 	}
-	for _, m := range []struct {
-		flag, file string
-		to         *level.IDMap
-	}{{"map-users", "/etc/subuid", &cfg.UIDMap}, {"map-groups", "/etc/subgid", &cfg.GIDMap}} {
-		if v := c.String(m.flag); v != "" {
-			idm, err := level.ParseIDMap(v, m.file)
-			if err != nil {
-				return cfg, &level.FlagError{Flag: "--" + m.flag, Err: err}
-			}
-			*m.to = idm
-		}
-	}
-	if c.IsSet("kill-child") {
-		sig, err := parseSignal(c.String("kill-child"))
-		if err != nil {
-			return cfg, &level.FlagError{Flag: "--kill-child", Err: err}
-		}
-		cfg.KillSignal = sig
-	}
-	l := &cfg.Limits
-	parsers := []struct {
-		flag  string
-		parse func(string) error
-	}{
-		{"memory", func(v string) (err error) { l.Memory, err = level.ParseSize(v); return }},
-		{"cpus", func(v string) (err error) { l.CPUs, err = level.ParseCPUs(v); return }},
-		{"cpu-weight", func(v string) (err error) { l.CPUWeight, err = parseUint(v, "weight", 1, 10000); return }},
-		{"pids-max", func(v string) error {
-			n, err := parseUint(v, "count", 1, 1<<31)
-			l.PidsMax = int64(n)
-			return err
-		}},
-		{"cpuset-cpus", func(v string) (err error) { l.CpusetCPUs, err = level.ParseList(v); return }},
-		{"cpuset-mems", func(v string) (err error) { l.CpusetMems, err = level.ParseList(v); return }},
-		{"mirror-max", func(v string) error {
-			n, err := parseUint(v, "count", 1, 1<<20)
-			cfg.MirrorMax = int(n)
-			return err
-		}},
-	}
-	for _, p := range parsers {
+	for _, p := range valueFlags {
 		if v := c.String(p.flag); c.IsSet(p.flag) {
-			if err := p.parse(v); err != nil {
-				return cfg, &level.FlagError{Flag: "--" + p.flag, Err: err}
+			if err := p.parse(&cfg, v); err != nil {
+				return cfg, &level.FieldError{Field: p.field, Err: err}
 			}
 		}
 	}
 	for _, s := range c.StringSlice("set") {
 		file, value, err := level.ParseSetting(s)
 		if err != nil {
-			return cfg, &level.FlagError{Flag: "--set", Err: err}
+			return cfg, &level.FieldError{Field: "Limits.Set", Err: err}
 		}
-		l.Set = append(l.Set, level.Setting{File: file, Value: value})
+		cfg.Limits.Set = append(cfg.Limits.Set, level.Setting{File: file, Value: value})
 	}
 	return cfg, nil
+}
+
+// valueFlags parses each flag that takes a value into its field (flagOf
+// the other way round), which an error names.
+var valueFlags = []struct {
+	flag, field string
+	parse       func(cfg *level.Config, v string) error
+}{
+	{"memory", "Limits.Memory", func(cfg *level.Config, v string) (err error) { cfg.Limits.Memory, err = level.ParseSize(v); return }},
+	{"cpus", "Limits.CPUs", func(cfg *level.Config, v string) (err error) { cfg.Limits.CPUs, err = level.ParseCPUs(v); return }},
+	{"cpu-weight", "Limits.CPUWeight", func(cfg *level.Config, v string) (err error) {
+		cfg.Limits.CPUWeight, err = parseUint(v, "weight", 1, 10000)
+		return
+	}},
+	{"pids-max", "Limits.PidsMax", func(cfg *level.Config, v string) error {
+		n, err := parseUint(v, "count", 1, 1<<31)
+		cfg.Limits.PidsMax = int64(n)
+		return err
+	}},
+	{"cpuset-cpus", "Limits.CpusetCPUs", func(cfg *level.Config, v string) (err error) { cfg.Limits.CpusetCPUs, err = level.ParseList(v); return }},
+	{"cpuset-mems", "Limits.CpusetMems", func(cfg *level.Config, v string) (err error) { cfg.Limits.CpusetMems, err = level.ParseList(v); return }},
+	{"mirror-max", "Config.MirrorMax", func(cfg *level.Config, v string) error {
+		n, err := parseUint(v, "count", 1, 1<<20)
+		cfg.MirrorMax = int(n)
+		return err
+	}},
+	{"map-users", "Config.UIDMap", func(cfg *level.Config, v string) error { return parseMap(&cfg.UIDMap, v, "/etc/subuid") }},
+	{"map-groups", "Config.GIDMap", func(cfg *level.Config, v string) error { return parseMap(&cfg.GIDMap, v, "/etc/subgid") }},
+	{"kill-child", "Config.KillSignal", func(cfg *level.Config, v string) (err error) { cfg.KillSignal, err = parseSignal(v); return }},
+}
+
+// parseMap parses an id map; an empty one leaves the default.
+func parseMap(to *level.IDMap, v, subids string) error {
+	if v == "" {
+		return nil
+	}
+	m, err := level.ParseIDMap(v, subids)
+	if err == nil {
+		*to = m
+	}
+	return err
 }
 
 func parseUint(s, what string, lo, hi uint64) (uint64, error) {

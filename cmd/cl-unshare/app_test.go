@@ -225,16 +225,20 @@ func TestFlagErrors(t *testing.T) {
 			t.Errorf("%q: no error", c.args)
 			continue
 		}
-		var fe *level.FlagError
-		if !errors.As(err, &fe) || fe.Flag != c.flag {
-			t.Errorf("%q: err = %v (%T), want a FlagError for %s", c.args, err, err, c.flag)
+		// The library names the field; the command line, its flag.
+		var fe *level.FieldError
+		if !errors.As(err, &fe) || flagOf[fe.Field] != c.flag {
+			t.Errorf("%q: err = %v (%T), want a FieldError for the field of %s", c.args, err, err, c.flag)
+		} else if !strings.HasPrefix(err.Error(), fe.Field+": ") {
+			t.Errorf("%q: error %q does not start with its field %s", c.args, err, fe.Field)
 		}
+		msg := flagsIn(err.Error())
 		if prefix, ok := strings.CutSuffix(c.msg, "..."); ok {
-			if !strings.HasPrefix(err.Error(), prefix) {
-				t.Errorf("%q: error %q, want it to start with %q", c.args, err, prefix)
+			if !strings.HasPrefix(msg, prefix) {
+				t.Errorf("%q: error %q, want it to start with %q", c.args, msg, prefix)
 			}
-		} else if err.Error() != c.msg {
-			t.Errorf("%q: error %q, want %q", c.args, err, c.msg)
+		} else if msg != c.msg {
+			t.Errorf("%q: error %q, want %q", c.args, msg, c.msg)
 		}
 	}
 }

@@ -158,7 +158,7 @@ func inspectCmd(c *cli.Context) error {
 	for _, l := range i.Levels {
 		fmt.Fprintf(w, "nested:      %s (%s)\n", l.Name, l.State)
 	}
-	fmt.Fprintf(w, "enforcement: %s\n", i.Enforcement)
+	fmt.Fprintf(w, "enforcement: %s\n", flagsIn(i.Enforcement))
 	return nil
 }
 
@@ -252,6 +252,10 @@ func checkCmd(c *cli.Context, code *exitCode) error {
 		return nil
 	}
 	r := level.Check()
+	r.Enforcement = flagsIn(r.Enforcement)
+	for i, p := range r.Problems {
+		r.Problems[i] = flagsIn(p)
+	}
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, r); err != nil {
 			return err

@@ -28,7 +28,7 @@ func run(args []string, stderr io.Writer) int {
 	app, args := setup(args, &code)
 	app.ErrWriter = stderr
 	if err := app.Run(args); err != nil {
-		fmt.Fprintf(stderr, "cl-unshare: %v\n", err)
+		fmt.Fprintf(stderr, "cl-unshare: %s\n", flagsIn(err.Error()))
 		return level.ErrorCode(err)
 	}
 	return int(code)

@@ -287,12 +287,12 @@ func TestCreateUndoesOnError(t *testing.T) {
 		{ID: 1, Controllers: []string{"pids"}, Path: "/user.slice", Mount: filepath.Join(mnt), Root: "/"},
 	}
 	// The limit's file does not exist here, as with a missing controller.
-	writes := []Write{{Hierarchy: 0, Controller: "pids", File: "pids.max", Value: "9", Flag: "--pids-max"}}
+	writes := []Write{{Hierarchy: 0, Controller: "pids", File: "pids.max", Value: "9", Field: "Limits.PidsMax"}}
 	_, err := Create(hs, "p", "web", writes, 0)
 	if err == nil {
 		t.Fatal("Create succeeded though pids.max could not be written")
 	}
-	if !strings.HasPrefix(err.Error(), "--pids-max: pids.max does not exist here") || !strings.Contains(err.Error(), `write "9"`) || !errors.Is(err, fs.ErrNotExist) {
+	if !strings.HasPrefix(err.Error(), "Limits.PidsMax: pids.max does not exist here") || !strings.Contains(err.Error(), `write "9"`) || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("err = %q, want it to name the flag, value and cause", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(mnt, "user.slice"))

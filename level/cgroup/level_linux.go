@@ -39,7 +39,7 @@ type ExistsError struct{ Path string }
 func (e *ExistsError) Error() string { return fmt.Sprintf("cgroup %s already exists", e.Path) }
 
 // NoInternalProcessHint explains EBUSY from enabling a v2 controller.
-const NoInternalProcessHint = "the parent cgroup has processes (cgroup v2 no-internal-process rule); use --cgroup-parent or run under a delegated unit"
+const NoInternalProcessHint = "the parent cgroup has processes (cgroup v2 no-internal-process rule); use Config.CgroupParent or run under a delegated unit"
 
 // Base is the cgroup under which a process's levels go in hierarchy h:
 // its own cgroup, except on cgroup v2 when that cgroup cannot hand its
@@ -278,12 +278,12 @@ func (d *Dirs) apply(dir string, ws []Write) error {
 		case err == nil:
 			continue
 		case errors.Is(err, unix.ENOENT):
-			return fmt.Errorf("%s: %s (write %q: %w)", w.Flag, Missing(d.Hierarchy, dir, w.File), w.Value, unwrapAll(err))
+			return fmt.Errorf("%s: %s (write %q: %w)", w.Field, Missing(d.Hierarchy, dir, w.File), w.Value, unwrapAll(err))
 		case w.File == "cpuset.cpus" || w.File == "cpuset.mems":
-			return fmt.Errorf("%s: %s %q are not all available to the level (%v): %s", w.Flag,
+			return fmt.Errorf("%s: %s %q are not all available to the level (%v): %s", w.Field,
 				map[string]string{"cpuset.cpus": "CPUs", "cpuset.mems": "memory nodes"}[w.File], w.Value, unwrapAll(err), d.cpusetOffer(w.File))
 		}
-		return tooSmall(ws, fmt.Errorf("%s: %w", w.Flag, err))
+		return tooSmall(ws, fmt.Errorf("%s: %w", w.Field, err))
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func tooSmall(ws []Write, err error) error {
 	}
 	for _, w := range ws {
 		if w.Controller == "memory" {
-			return fmt.Errorf("%s: %s bytes is below what the level needs to start (%v); give it at least a few MiB", w.Flag, w.Value, unwrapAll(err))
+			return fmt.Errorf("%s: %s bytes is below what the level needs to start (%v); give it at least a few MiB", w.Field, w.Value, unwrapAll(err))
 		}
 	}
 	return err
@@ -347,7 +347,7 @@ func (d *Dirs) enableFor(ws []Write, created []string) error {
 			continue
 		}
 		if err := enable(top, w.Controller); err != nil {
-			return fmt.Errorf("%s: %w", w.Flag, err)
+			return fmt.Errorf("%s: %w", w.Field, err)
 		}
 		d.enable = append(d.enable, w.Controller)
 	}
@@ -366,9 +366,9 @@ func enable(dir, c string) error {
 		// The root cgroup (no cgroup.type) is exempt from the rule.
 		_, err := os.Stat(filepath.Join(up, "cgroup.type"))
 		if pids, _ := Fields(up, "cgroup.procs"); len(pids) > 0 && err == nil {
-			return fmt.Errorf("the %s controller is not offered to cgroup %s: its parent %s holds processes, so it cannot enable it (cgroup v2 no-internal-process rule); run cl-unshare in a cgroup that offers %s, such as a unit with Delegate=yes, or use --cgroup-parent", c, dir, up, c)
+			return fmt.Errorf("the %s controller is not offered to cgroup %s: its parent %s holds processes, so it cannot enable it (cgroup v2 no-internal-process rule); run cl-unshare in a cgroup that offers %s, such as a unit with Delegate=yes, or use Config.CgroupParent", c, dir, up, c)
 		}
-		return fmt.Errorf("the %s controller is not offered to cgroup %s: enable it in %s/cgroup.subtree_control, or use --cgroup-parent", c, dir, up)
+		return fmt.Errorf("the %s controller is not offered to cgroup %s: enable it in %s/cgroup.subtree_control, or use Config.CgroupParent", c, dir, up)
 	}
 	if err := WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
 		if errors.Is(err, unix.EBUSY) {

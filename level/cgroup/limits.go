@@ -33,7 +33,7 @@ type Write struct {
 	Controller string
 	File       string
 	Value      string
-	Flag       string // the command-line flag it came from, for messages
+	Field      string // the Limits field it came from, for messages ("Limits.Memory")
 }
 
 // cfsPeriod is the CFS period used for --cpus, the kernel's default.
@@ -41,13 +41,13 @@ const cfsPeriod = 100000
 
 // ControllerError says that the host does not offer a controller a limit needs.
 type ControllerError struct {
-	Flag       string
+	Field      string
 	Controller string
 	Offered    string // what the host offers instead
 }
 
 func (e *ControllerError) Error() string {
-	return fmt.Sprintf("%s: the %s controller is not available here (%s)", e.Flag, e.Controller, e.Offered)
+	return fmt.Sprintf("%s: the %s controller is not available here (%s)", e.Field, e.Controller, e.Offered)
 }
 
 // offered says which controllers cgroup2 offers and which v1
@@ -122,15 +122,15 @@ func Plan(l Limits, hs []Hierarchy, v2Controllers []string) ([]Write, error) {
 		p.v2[c] = true
 	}
 	if l.Memory > 0 {
-		p.add("--memory", "memory", "memory.max", "memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10))
+		p.add("Limits.Memory", "memory", "memory.max", "memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10))
 	}
 	if l.CPUs > 0 {
 		quota := int64(l.CPUs*cfsPeriod + 0.5)
 		if p.onV2("cpu") {
-			p.add("--cpus", "cpu", "cpu.max", "", fmt.Sprintf("%d %d", quota, cfsPeriod))
+			p.add("Limits.CPUs", "cpu", "cpu.max", "", fmt.Sprintf("%d %d", quota, cfsPeriod))
 		} else {
-			p.add("--cpus", "cpu", "", "cpu.cfs_period_us", strconv.Itoa(cfsPeriod))
-			p.add("--cpus", "cpu", "", "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
+			p.add("Limits.CPUs", "cpu", "", "cpu.cfs_period_us", strconv.Itoa(cfsPeriod))
+			p.add("Limits.CPUs", "cpu", "", "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
 		}
 	}
 	if l.CPUWeight > 0 {
@@ -138,30 +138,30 @@ func Plan(l Limits, hs []Hierarchy, v2Controllers []string) ([]Write, error) {
 		if !p.onV2("cpu") {
 			v = strconv.FormatUint(WeightToShares(l.CPUWeight), 10)
 		}
-		p.add("--cpu-weight", "cpu", "cpu.weight", "cpu.shares", v)
+		p.add("Limits.CPUWeight", "cpu", "cpu.weight", "cpu.shares", v)
 	}
 	if l.CpusetCPUs != "" {
-		p.add("--cpuset-cpus", "cpuset", "cpuset.cpus", "cpuset.cpus", l.CpusetCPUs)
+		p.add("Limits.CpusetCPUs", "cpuset", "cpuset.cpus", "cpuset.cpus", l.CpusetCPUs)
 	}
 	if l.CpusetMems != "" {
-		p.add("--cpuset-mems", "cpuset", "cpuset.mems", "cpuset.mems", l.CpusetMems)
+		p.add("Limits.CpusetMems", "cpuset", "cpuset.mems", "cpuset.mems", l.CpusetMems)
 	}
 	if l.PidsMax > 0 {
-		p.add("--pids-max", "pids", "pids.max", "pids.max", strconv.FormatInt(l.PidsMax, 10))
+		p.add("Limits.PidsMax", "pids", "pids.max", "pids.max", strconv.FormatInt(l.PidsMax, 10))
 	}
 	for _, s := range l.Set {
 		c := SettingController(s.File)
-		flag := "--set " + s.File
+		field := "Limits.Set " + s.File
 		if c == "cgroup" {
 			// Core v2 files (cgroup.max.depth ...) have no controller to find.
 			if i := p.index(func(h Hierarchy) bool { return h.V2() }); i >= 0 {
-				p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: s.File, Value: s.Value, Flag: flag})
+				p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: s.File, Value: s.Value, Field: field})
 			} else if p.err == nil {
-				p.err = fmt.Errorf("%s: cgroup.* files belong to cgroup v2, which is not mounted here", flag)
+				p.err = fmt.Errorf("%s: cgroup.* files belong to cgroup v2, which is not mounted here", field)
 			}
 			continue
 		}
-		p.add(flag, c, s.File, s.File, s.Value)
+		p.add(field, c, s.File, s.File, s.Value)
 	}
 	return p.out, p.err
 }
@@ -201,7 +201,7 @@ func (p *planner) onV2(c string) bool {
 
 // add plans a write of value to v2File on cgroup v2 or v1File on the v1
 // hierarchy with controller c; an empty name means the layout has no such file.
-func (p *planner) add(flag, c, v2File, v1File, value string) {
+func (p *planner) add(field, c, v2File, v1File, value string) {
 	var i int
 	var file string
 	if p.onV2(c) {
@@ -211,9 +211,9 @@ func (p *planner) add(flag, c, v2File, v1File, value string) {
 	}
 	if i < 0 || file == "" {
 		if p.err == nil {
-			p.err = &ControllerError{Flag: flag, Controller: c, Offered: p.offered()}
+			p.err = &ControllerError{Field: field, Controller: c, Offered: p.offered()}
 		}
 		return
 	}
-	p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: file, Value: value, Flag: flag})
+	p.out = append(p.out, Write{Hierarchy: i, Controller: c, File: file, Value: value, Field: field})
 }

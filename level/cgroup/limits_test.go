@@ -79,16 +79,16 @@ func TestPlanHybrid(t *testing.T) {
 		t.Fatalf("Plan: %v", err)
 	}
 	checkWrites(t, ws, []Write{
-		{Hierarchy: 4, Controller: "memory", File: "memory.limit_in_bytes", Value: "536870912", Flag: "--memory"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_period_us", Value: "100000", Flag: "--cpus"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_quota_us", Value: "50000", Flag: "--cpus"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.shares", Value: fmt.Sprint(WeightToShares(100)), Flag: "--cpu-weight"},
-		{Hierarchy: 3, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Flag: "--cpuset-cpus"},
-		{Hierarchy: 3, Controller: "cpuset", File: "cpuset.mems", Value: "0", Flag: "--cpuset-mems"},
-		{Hierarchy: 8, Controller: "pids", File: "pids.max", Value: "64", Flag: "--pids-max"},
-		{Hierarchy: 0, Controller: "cgroup", File: "cgroup.max.depth", Value: "3", Flag: "--set cgroup.max.depth"},
-		{Hierarchy: 0, Controller: "hugetlb", File: "hugetlb.2MB.max", Value: "1G", Flag: "--set hugetlb.2MB.max"},
-		{Hierarchy: 4, Controller: "memory", File: "memory.soft_limit_in_bytes", Value: "256M", Flag: "--set memory.soft_limit_in_bytes"},
+		{Hierarchy: 4, Controller: "memory", File: "memory.limit_in_bytes", Value: "536870912", Field: "Limits.Memory"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_period_us", Value: "100000", Field: "Limits.CPUs"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_quota_us", Value: "50000", Field: "Limits.CPUs"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.shares", Value: fmt.Sprint(WeightToShares(100)), Field: "Limits.CPUWeight"},
+		{Hierarchy: 3, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Field: "Limits.CpusetCPUs"},
+		{Hierarchy: 3, Controller: "cpuset", File: "cpuset.mems", Value: "0", Field: "Limits.CpusetMems"},
+		{Hierarchy: 8, Controller: "pids", File: "pids.max", Value: "64", Field: "Limits.PidsMax"},
+		{Hierarchy: 0, Controller: "cgroup", File: "cgroup.max.depth", Value: "3", Field: "Limits.Set cgroup.max.depth"},
+		{Hierarchy: 0, Controller: "hugetlb", File: "hugetlb.2MB.max", Value: "1G", Field: "Limits.Set hugetlb.2MB.max"},
+		{Hierarchy: 4, Controller: "memory", File: "memory.soft_limit_in_bytes", Value: "256M", Field: "Limits.Set memory.soft_limit_in_bytes"},
 	})
 	if WeightToShares(100) != 2597 {
 		t.Errorf("cpu.shares for weight 100 = %d, want 2597", WeightToShares(100))
@@ -107,15 +107,15 @@ func TestPlanUnified(t *testing.T) {
 		t.Fatalf("Plan: %v", err)
 	}
 	checkWrites(t, ws, []Write{
-		{Hierarchy: 0, Controller: "memory", File: "memory.max", Value: "536870912", Flag: "--memory"},
-		{Hierarchy: 0, Controller: "cpu", File: "cpu.max", Value: "50000 100000", Flag: "--cpus"},
-		{Hierarchy: 0, Controller: "cpu", File: "cpu.weight", Value: "100", Flag: "--cpu-weight"},
-		{Hierarchy: 0, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Flag: "--cpuset-cpus"},
-		{Hierarchy: 0, Controller: "cpuset", File: "cpuset.mems", Value: "0", Flag: "--cpuset-mems"},
-		{Hierarchy: 0, Controller: "pids", File: "pids.max", Value: "64", Flag: "--pids-max"},
-		{Hierarchy: 0, Controller: "cgroup", File: "cgroup.max.depth", Value: "3", Flag: "--set cgroup.max.depth"},
-		{Hierarchy: 0, Controller: "memory", File: "memory.high", Value: "1G", Flag: "--set memory.high"},
-		{Hierarchy: 0, Controller: "io", File: "io.weight", Value: "default 50", Flag: "--set io.weight"},
+		{Hierarchy: 0, Controller: "memory", File: "memory.max", Value: "536870912", Field: "Limits.Memory"},
+		{Hierarchy: 0, Controller: "cpu", File: "cpu.max", Value: "50000 100000", Field: "Limits.CPUs"},
+		{Hierarchy: 0, Controller: "cpu", File: "cpu.weight", Value: "100", Field: "Limits.CPUWeight"},
+		{Hierarchy: 0, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Field: "Limits.CpusetCPUs"},
+		{Hierarchy: 0, Controller: "cpuset", File: "cpuset.mems", Value: "0", Field: "Limits.CpusetMems"},
+		{Hierarchy: 0, Controller: "pids", File: "pids.max", Value: "64", Field: "Limits.PidsMax"},
+		{Hierarchy: 0, Controller: "cgroup", File: "cgroup.max.depth", Value: "3", Field: "Limits.Set cgroup.max.depth"},
+		{Hierarchy: 0, Controller: "memory", File: "memory.high", Value: "1G", Field: "Limits.Set memory.high"},
+		{Hierarchy: 0, Controller: "io", File: "io.weight", Value: "default 50", Field: "Limits.Set io.weight"},
 	})
 }
 
@@ -128,17 +128,17 @@ func TestPlanLegacy(t *testing.T) {
 		t.Fatalf("Plan: %v", err)
 	}
 	checkWrites(t, ws, []Write{
-		{Hierarchy: 2, Controller: "memory", File: "memory.limit_in_bytes", Value: "536870912", Flag: "--memory"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_period_us", Value: "100000", Flag: "--cpus"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_quota_us", Value: "50000", Flag: "--cpus"},
-		{Hierarchy: 1, Controller: "cpu", File: "cpu.shares", Value: "2597", Flag: "--cpu-weight"},
-		{Hierarchy: 4, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Flag: "--cpuset-cpus"},
-		{Hierarchy: 4, Controller: "cpuset", File: "cpuset.mems", Value: "0", Flag: "--cpuset-mems"},
-		{Hierarchy: 3, Controller: "pids", File: "pids.max", Value: "64", Flag: "--pids-max"},
+		{Hierarchy: 2, Controller: "memory", File: "memory.limit_in_bytes", Value: "536870912", Field: "Limits.Memory"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_period_us", Value: "100000", Field: "Limits.CPUs"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.cfs_quota_us", Value: "50000", Field: "Limits.CPUs"},
+		{Hierarchy: 1, Controller: "cpu", File: "cpu.shares", Value: "2597", Field: "Limits.CPUWeight"},
+		{Hierarchy: 4, Controller: "cpuset", File: "cpuset.cpus", Value: "0-1", Field: "Limits.CpusetCPUs"},
+		{Hierarchy: 4, Controller: "cpuset", File: "cpuset.mems", Value: "0", Field: "Limits.CpusetMems"},
+		{Hierarchy: 3, Controller: "pids", File: "pids.max", Value: "64", Field: "Limits.PidsMax"},
 	})
 
 	_, err = Plan(Limits{Set: []Setting{{File: "cgroup.max.depth", Value: "3"}}}, legacyHS(), nil)
-	if err == nil || !strings.Contains(err.Error(), "--set cgroup.max.depth") || !strings.Contains(err.Error(), "cgroup v2") {
+	if err == nil || !strings.Contains(err.Error(), "Limits.Set cgroup.max.depth") || !strings.Contains(err.Error(), "cgroup v2") {
 		t.Errorf("cgroup.* on a legacy host: err = %v, want one naming the flag and cgroup v2", err)
 	}
 }
@@ -157,9 +157,9 @@ func TestPlanControllerOnV2InHybrid(t *testing.T) {
 		t.Fatalf("Plan: %v", err)
 	}
 	checkWrites(t, ws, []Write{
-		{Hierarchy: 0, Controller: "memory", File: "memory.max", Value: "1073741824", Flag: "--memory"},
-		{Hierarchy: 0, Controller: "cpu", File: "cpu.max", Value: "150000 100000", Flag: "--cpus"},
-		{Hierarchy: 0, Controller: "cpu", File: "cpu.weight", Value: "1", Flag: "--cpu-weight"},
+		{Hierarchy: 0, Controller: "memory", File: "memory.max", Value: "1073741824", Field: "Limits.Memory"},
+		{Hierarchy: 0, Controller: "cpu", File: "cpu.max", Value: "150000 100000", Field: "Limits.CPUs"},
+		{Hierarchy: 0, Controller: "cpu", File: "cpu.weight", Value: "1", Field: "Limits.CPUWeight"},
 	})
 }
 
@@ -200,22 +200,22 @@ func TestPlanNothing(t *testing.T) {
 
 func TestPlanMissingController(t *testing.T) {
 	for _, c := range []struct {
-		name       string
-		l          Limits
-		hs         []Hierarchy
-		v2         []string
-		flag, ctrl string
+		name        string
+		l           Limits
+		hs          []Hierarchy
+		v2          []string
+		field, ctrl string
 	}{
-		{"--set on hybrid", Limits{Set: []Setting{{File: "rdma.max", Value: "mlx4_0 hca_handle=2"}}}, hybridHS(), hybridV2, "--set rdma.max", "rdma"},
-		{"--set on unified", Limits{Set: []Setting{{File: "hugetlb.2MB.max", Value: "1G"}}}, unifiedHS(), unifiedV2, "--set hugetlb.2MB.max", "hugetlb"},
-		{"--set on legacy", Limits{Set: []Setting{{File: "io.max", Value: "8:0 rbps=1"}}}, legacyHS(), nil, "--set io.max", "io"},
-		{"--memory without memory", Limits{Memory: 1 << 20}, unifiedHS(), []string{"cpu", "pids"}, "--memory", "memory"},
-		{"--cpus without cpu", Limits{CPUs: 1}, unifiedHS(), []string{"memory"}, "--cpus", "cpu"},
-		{"--cpu-weight without cpu", Limits{CPUWeight: 50}, unifiedHS(), nil, "--cpu-weight", "cpu"},
-		{"--pids-max without pids", Limits{PidsMax: 5}, legacyHS()[:3], nil, "--pids-max", "pids"},
-		{"--cpuset-cpus without cpuset", Limits{CpusetCPUs: "0"}, legacyHS()[:4], nil, "--cpuset-cpus", "cpuset"},
-		{"--cpuset-mems without cpuset", Limits{CpusetMems: "0"}, unifiedHS(), []string{"memory"}, "--cpuset-mems", "cpuset"},
-		{"first error wins", Limits{Memory: 1, PidsMax: 1, Set: []Setting{{File: "rdma.max", Value: "x"}}}, unifiedHS(), []string{"pids"}, "--memory", "memory"},
+		{"--set on hybrid", Limits{Set: []Setting{{File: "rdma.max", Value: "mlx4_0 hca_handle=2"}}}, hybridHS(), hybridV2, "Limits.Set rdma.max", "rdma"},
+		{"--set on unified", Limits{Set: []Setting{{File: "hugetlb.2MB.max", Value: "1G"}}}, unifiedHS(), unifiedV2, "Limits.Set hugetlb.2MB.max", "hugetlb"},
+		{"--set on legacy", Limits{Set: []Setting{{File: "io.max", Value: "8:0 rbps=1"}}}, legacyHS(), nil, "Limits.Set io.max", "io"},
+		{"--memory without memory", Limits{Memory: 1 << 20}, unifiedHS(), []string{"cpu", "pids"}, "Limits.Memory", "memory"},
+		{"--cpus without cpu", Limits{CPUs: 1}, unifiedHS(), []string{"memory"}, "Limits.CPUs", "cpu"},
+		{"--cpu-weight without cpu", Limits{CPUWeight: 50}, unifiedHS(), nil, "Limits.CPUWeight", "cpu"},
+		{"--pids-max without pids", Limits{PidsMax: 5}, legacyHS()[:3], nil, "Limits.PidsMax", "pids"},
+		{"--cpuset-cpus without cpuset", Limits{CpusetCPUs: "0"}, legacyHS()[:4], nil, "Limits.CpusetCPUs", "cpuset"},
+		{"--cpuset-mems without cpuset", Limits{CpusetMems: "0"}, unifiedHS(), []string{"memory"}, "Limits.CpusetMems", "cpuset"},
+		{"first error wins", Limits{Memory: 1, PidsMax: 1, Set: []Setting{{File: "rdma.max", Value: "x"}}}, unifiedHS(), []string{"pids"}, "Limits.Memory", "memory"},
 	} {
 		_, err := Plan(c.l, c.hs, c.v2)
 		var ce *ControllerError
@@ -223,12 +223,12 @@ func TestPlanMissingController(t *testing.T) {
 			t.Errorf("%s: err = %v (%T), want a *ControllerError", c.name, err, err)
 			continue
 		}
-		if ce.Flag != c.flag || ce.Controller != c.ctrl {
-			t.Errorf("%s: ControllerError{%q, %q}, want {%q, %q}", c.name, ce.Flag, ce.Controller, c.flag, c.ctrl)
+		if ce.Field != c.field || ce.Controller != c.ctrl {
+			t.Errorf("%s: ControllerError{%q, %q}, want {%q, %q}", c.name, ce.Field, ce.Controller, c.field, c.ctrl)
 		}
 		msg := err.Error()
-		if !strings.HasPrefix(msg, c.flag+": ") || !strings.Contains(msg, "the "+c.ctrl+" controller is not available") {
-			t.Errorf("%s: message %q does not name the flag and controller", c.name, msg)
+		if !strings.HasPrefix(msg, c.field+": ") || !strings.Contains(msg, "the "+c.ctrl+" controller is not available") {
+			t.Errorf("%s: message %q does not name the field and controller", c.name, msg)
 		}
 	}
 }
