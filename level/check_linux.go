@@ -30,78 +30,92 @@ type Report struct {
 // be started from here; Problems says why not.
 func Check() Report {
 	r := Report{Features: map[string]bool{}, Bases: map[string]string{}, Problems: []string{}}
-	var u unix.Utsname
-	_ = unix.Uname(&u)
-	r.Kernel = unix.ByteSliceToString(u.Release[:])
-	major, minor := kernelVersion(r.Kernel)
-	at := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
-	problem := func(format string, a ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, a...)) }
-
-	_, err := os.Stat("/proc/self/ns/cgroup")
-	r.Features["cgroup_namespaces"] = err == nil
-	r.Features["clone_into_cgroup"] = at(5, 7)
-	r.Features["move_mount_set_group"] = at(5, 15)
-	r.Features["user_namespaces"] = readInt("/proc/sys/user/max_user_namespaces") > 0
-	if !r.Features["cgroup_namespaces"] {
-		problem("no cgroup namespaces (Linux 4.6+)")
-	}
-	if !r.Features["move_mount_set_group"] {
-		problem("kernel %s lacks MOVE_MOUNT_SET_GROUP (Linux 5.15+), which mirrors a level's cgroup mounts", r.Kernel)
-	}
-	if os.Geteuid() != 0 {
-		problem("not root: making cgroups and mounts needs root (CAP_SYS_ADMIN)")
-	}
-
+	r.checkKernel()
 	infos, err := mounts.Current()
 	if err != nil {
-		problem("read mountinfo: %v", err)
+		r.problem("read mountinfo: %v", err)
 		return finish(r)
 	}
 	r.Features["nsdelegate"] = nsDelegate(infos)
 	if l, err := mounts.LayoutFromMounts(infos); err != nil {
-		problem("cgroup layout: %v", err)
+		r.problem("cgroup layout: %v", err)
 	} else {
 		r.Layout = l.Kind
 	}
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
-		problem("%v", err)
+		r.problem("%v", err)
 		return finish(r)
 	}
 	defer f.Close()
 	hs, err := cgroup.Discover(f, infos)
 	if err != nil {
-		problem("find cgroups: %v", err)
+		r.problem("find cgroups: %v", err)
 		return finish(r)
-	}
-	for _, h := range hs {
-		r.Hierarchies = append(r.Hierarchies, h.Name()+" at "+h.Mount)
-		base := h.Dir(cgroup.Base(h))
-		r.Bases[h.Name()] = base
-		if unix.Access(base, unix.W_OK) != nil {
-			problem("cannot create cgroups in %s (%s)", base, h.Name())
-		}
-		if h.V2() {
-			_, err := os.Stat(base + "/cgroup.kill")
-			r.Features["cgroup_kill"] = err == nil || at(5, 14)
-			have, _ := cgroup.Fields(base, "cgroup.controllers")
-			on, _ := cgroup.Fields(base, "cgroup.subtree_control")
-			procs, _ := cgroup.Fields(base, "cgroup.procs")
-			_, typed := os.Stat(base + "/cgroup.type")
-			for _, c := range have {
-				if !slices.Contains(on, c) && len(procs) > 0 && typed == nil {
-					problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use Config.CgroupParent", base, c, c)
-					break
-				}
-			}
-		}
 	}
 	v1, v2 := false, false
 	for _, h := range hs {
+		r.checkHierarchy(h)
 		v1, v2 = v1 || !h.V2(), v2 || h.V2()
 	}
 	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with Config.User: " + enforcement(true, false, false, false) + ")"
 	return finish(r)
+}
+
+func (r *Report) problem(format string, a ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
+}
+
+// atLeast reports whether the kernel is release major.minor or later.
+func (r *Report) atLeast(major, minor int) bool {
+	ma, mi := kernelVersion(r.Kernel)
+	return ma > major || ma == major && mi >= minor
+}
+
+// checkKernel looks at what the running kernel offers.
+func (r *Report) checkKernel() {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	r.Kernel = unix.ByteSliceToString(u.Release[:])
+	_, err := os.Stat("/proc/self/ns/cgroup")
+	r.Features["cgroup_namespaces"] = err == nil
+	r.Features["clone_into_cgroup"] = r.atLeast(5, 7)
+	r.Features["move_mount_set_group"] = r.atLeast(5, 15)
+	r.Features["user_namespaces"] = readInt("/proc/sys/user/max_user_namespaces") > 0
+	if !r.Features["cgroup_namespaces"] {
+		r.problem("no cgroup namespaces (Linux 4.6+)")
+	}
+	if !r.Features["move_mount_set_group"] {
+		r.problem("kernel %s lacks MOVE_MOUNT_SET_GROUP (Linux 5.15+), which mirrors a level's cgroup mounts", r.Kernel)
+	}
+	if os.Geteuid() != 0 {
+		r.problem("not root: making cgroups and mounts needs root (CAP_SYS_ADMIN)")
+	}
+}
+
+// checkHierarchy looks at where levels would go in hierarchy h.
+func (r *Report) checkHierarchy(h cgroup.Hierarchy) {
+	r.Hierarchies = append(r.Hierarchies, h.Name()+" at "+h.Mount)
+	base := h.Dir(cgroup.Base(h))
+	r.Bases[h.Name()] = base
+	if unix.Access(base, unix.W_OK) != nil {
+		r.problem("cannot create cgroups in %s (%s)", base, h.Name())
+	}
+	if !h.V2() {
+		return
+	}
+	_, err := os.Stat(base + "/cgroup.kill")
+	r.Features["cgroup_kill"] = err == nil || r.atLeast(5, 14)
+	have, _ := cgroup.Fields(base, "cgroup.controllers")
+	on, _ := cgroup.Fields(base, "cgroup.subtree_control")
+	procs, _ := cgroup.Fields(base, "cgroup.procs")
+	_, typed := os.Stat(base + "/cgroup.type")
+	for _, c := range have {
+		if !slices.Contains(on, c) && len(procs) > 0 && typed == nil {
+			r.problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use Config.CgroupParent", base, c, c)
+			return
+		}
+	}
 }
 
 func finish(r Report) Report {

@@ -65,9 +65,9 @@ type Config struct {
 	MirrorMax int
 }
 
-// FieldError is an error in one field of a Config or ExecConfig. Field
+// FieldError is an error in one field of a Config or JoinConfig. Field
 // names it as Go code would ("Config.RunDir", "Limits.Memory",
-// "ExecConfig.Cgroup"); a message that names other fields names them
+// "JoinConfig.Cgroup"); a message that names other fields names them
 // the same way, so that a command line can show its flags instead.
 type FieldError struct {
 	Field string

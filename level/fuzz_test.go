@@ -9,7 +9,7 @@ import (
 )
 
 // Fuzz targets for every parser of user input and of text read from the
-// kernel or from a level (issue 9 item 7). Their f.Add seeds run as plain
+// kernel or from a level. Their f.Add seeds run as plain
 // tests; make fuzz runs each for FUZZTIME. A parser may refuse anything,
 // with an error, but never panic, and what it accepts holds its promise.
 

@@ -33,7 +33,7 @@ func ExecInPlace(cfg Config) (err error) {
 	}
 	me := self()
 	// The process is its own supervisor: alive exactly as long as CMD.
-	l := newLevel(cfg, &State{Supervisor: me, Cmd: me, Exec: true})
+	l := newLevel(cfg, &State{Supervisor: me, Cmd: me, InPlace: true})
 	defer func() {
 		if err != nil {
 			if cerr := l.Close(); cerr != nil {

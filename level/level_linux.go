@@ -71,7 +71,7 @@ func ExitCode(ws syscall.WaitStatus) int { return exitcode.Of(ws) }
 // ExitFailure is the exit code for a failure of cl-unshare's own.
 const ExitFailure = exitcode.Failure
 
-// ErrorCode is the exit code for an error of Start, ExecInPlace, Exec or
+// ErrorCode is the exit code for an error of Start, ExecInPlace, Join or
 // Wait: 127 when CMD was not found, 126 when it could not be executed,
 // CMD's (or 128+signal) for a level cl-unshare stopped, 125 for any other
 // failure (never one of CMD's own codes).

@@ -108,7 +108,7 @@ func (i *Info) cgroups() *cgroup.Level {
 // Find returns one level by name: a level of runDir, or a nested one as
 // PARENT/CHILD, without its own nested levels (Inspect has those). A
 // nested level whose record failed a check is returned with State
-// Invalid; Kill, Freeze and Exec refuse it.
+// Invalid; Kill, Freeze and Join refuse it.
 func Find(runDir, name string) (*Info, error) {
 	w, err := newWalker(runDir)
 	if err != nil {
@@ -367,14 +367,9 @@ func collectNested(runDir, name string) (string, error) {
 	defer unix.Close(pdir)
 	// Below a --user level the host has a read-only copy of the parent's
 	// run directory (package mirror): say so before anything is done.
-	if sd, err := beneath.Dir(pdir, "state", false); err == nil {
-		var st unix.Statfs_t
-		ro := unix.Fstatfs(sd, &st) == nil && st.Flags&unix.ST_RDONLY != 0
-		unix.Close(sd)
-		if ro {
-			parent := strings.TrimSuffix(name, "/"+i.Name)
-			return "", fmt.Errorf("level %s: its record lies in the host's read-only copy of %s's run directory; collect it from there: cl-unshare exec %s -- cl-unshare gc %s", name, parent, parent, i.Name)
-		}
+	if readOnly(pdir, "state") {
+		parent := strings.TrimSuffix(name, "/"+i.Name)
+		return "", fmt.Errorf("level %s: its record lies in the host's read-only copy of %s's run directory; collect it from there: cl-unshare exec %s -- cl-unshare gc %s", name, parent, parent, i.Name)
 	}
 	killed, removed := 0, 0
 	if cg := i.cgroups(); cg != nil {
@@ -409,6 +404,18 @@ func collectNested(runDir, name string) (string, error) {
 	}
 	return fmt.Sprintf("removed level %s (supervisor gone; killed %d processes; removed %d cgroups, its record and run directory)",
 		name, killed, removed), nil
+}
+
+// readOnly reports whether dir, below the directory fd, is on a
+// read-only mount.
+func readOnly(fd int, dir string) bool {
+	d, err := beneath.Dir(fd, dir, false)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(d)
+	var st unix.Statfs_t
+	return unix.Fstatfs(d, &st) == nil && st.Flags&unix.ST_RDONLY != 0
 }
 
 // unlinkBelow removes name from directory rel below dirfd.

@@ -29,7 +29,7 @@ type stage struct {
 }
 
 // stageSpec says how to start one. Every start of a process in a level
-// (a new level, exec into a running one) goes through startStage.
+// (a new level, a join of a running one) goes through startStage.
 type stageSpec struct {
 	stdio  []*os.File           // stdin, stdout, stderr
 	files  []*os.File           // its descriptors from 4 on

@@ -29,13 +29,15 @@ type State struct {
 	Inner      map[string]string `json:"inner_cgroups"`
 	Limits     map[string]string `json:"limits"` // controller file -> value written
 	Started    time.Time         `json:"started"`
-	Exec       bool              `json:"exec,omitempty"` // started with --exec: CMD is its own supervisor
-	User       *UserNS           `json:"user,omitempty"` // started with --user
-	Leaf       string            `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
+	// InPlace: started by ExecInPlace (--exec), CMD is its own supervisor.
+	// The key stays "exec", as records of running levels have it.
+	InPlace bool    `json:"exec,omitempty"`
+	User    *UserNS `json:"user,omitempty"` // started with --user
+	Leaf    string  `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
 }
 
 // UserNS is the user namespace a level was started with. Its root's host
-// ids are what `exec` runs as in that level and in every level nested in
+// ids are what a join (`cl-unshare exec`) runs as in that level and in every level nested in
 // it: records written inside it are the level's, never trusted for that.
 type UserNS struct {
 	UIDMap IDMap `json:"uid_map"`

@@ -179,7 +179,8 @@ func (w *walker) child(p *Info, pdir int, name string) *Info {
 	if i.user == nil {
 		// Below levels without a user namespace every record was written
 		// by the host's root; below one with it, the first such level's
-		// root is what exec runs as, whatever records further down say.
+		// root is what a join (cl-unshare exec) runs as, whatever records
+		// further down say.
 		i.user = s.User
 	}
 	if i.Cgroups, err = w.nestedCgroups(s, p); err != nil {
@@ -314,7 +315,7 @@ func (w *walker) nestedProcs(s *State, p, i *Info) (cmd, sup int) {
 			cmd = s.Cmd.PID
 		}
 	}
-	if s.Exec {
+	if s.InPlace {
 		return cmd, cmd // CMD is its own supervisor
 	}
 	if cmd != 0 {

@@ -101,8 +101,8 @@ func TestRelativeAndNames(t *testing.T) {
 	}
 }
 
-// The prepared namespace's mount table, which the level fills (issue 9
-// item 7): whatever it holds, only mounts below the run directory and
+// The prepared namespace's mount table, which the level fills: whatever
+// it holds, only mounts below the run directory and
 // /sys/fs/cgroup are picked, each at a plain path below its parent.
 func FuzzPlan(f *testing.F) {
 	f.Add(table)

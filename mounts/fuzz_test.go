@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// A mount table as the layout is read from it (issue 9 item 7).
+// A mount table as the layout is read from it.
 func FuzzLayoutFromMounts(f *testing.F) {
 	f.Add(hybridMountinfo)
 	f.Add("30 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n")

@@ -19,7 +19,7 @@ func (r *packets) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// The init stage's config, as it arrives from the launcher (issue 9 item 7).
+// The init stage's config, as it arrives from the launcher.
 func FuzzReadConfig(f *testing.F) {
 	f.Add([]byte("30"), []byte(`{"argv":["x"],"mode":"join"}  `))
 	f.Add([]byte("-1"), []byte(`{}`))

@@ -40,7 +40,7 @@ func join(c *Config) (string, error) {
 		if err := noTerminalInjection(); err != nil {
 			return StepTerminal, err
 		}
-		// Files the caller of exec left open (a log, a unit's socket)
+		// Files the caller of cl-unshare exec left open (a log, a unit's socket)
 		// are not for code the level planted.
 		if err := closeInherited(); err != nil {
 			return StepJoin, err

@@ -77,7 +77,7 @@ func Main() {
 // signals on and exits with CMD's status in the shell convention. It does
 // all the waiting itself, for any child: as PID 1 of a level (--init) the
 // orphans of the namespace are its children too, and reaping them is its
-// job; entering a PID namespace (exec), the namespace takes only children
+// job; entering a PID namespace (a join), the namespace takes only children
 // forked from this locked thread.
 func runChild(c *Config) {
 	path, err := lookPath(c.Argv[0])

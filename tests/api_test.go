@@ -14,7 +14,7 @@ import (
 	lvl "github.com/cl-unshare/cl-unshare/level"
 )
 
-// Issue 5 item 3: through the Go API only, 20 levels at once, each sees
+// Through the Go API only, 20 levels at once, each sees
 // only itself, and nothing is left after they close.
 func TestAPIConcurrentLevels(t *testing.T) { concurrentLevels(t, 20, false) }
 
@@ -84,7 +84,7 @@ func concurrentLevels(t *testing.T, n int, user bool) {
 	}
 }
 
-// Issue 5 item 3: cancelling the context kills the level; Freeze, Thaw
+// Cancelling the context kills the level; Freeze, Thaw
 // and typed errors through the API.
 func TestAPIContextFreeze(t *testing.T) {
 	requires(t, "root", "cgroupns")

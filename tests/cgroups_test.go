@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Item 1: outer and inner cgroups in cgroup v2 and every v1 hierarchy,
+// DESIGN contract 1: outer and inner cgroups in cgroup v2 and every v1 hierarchy,
 // under the launcher's cgroup (here: the test parent), cpuset joinable.
 func TestCgroupsInEveryHierarchy(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -51,7 +51,7 @@ func TestCgroupsInEveryHierarchy(t *testing.T) {
 	t.Logf("level %s in %d hierarchies", l.name, len(hs))
 }
 
-// Item 1: --cgroup-parent chooses where, relative to the launcher's cgroup.
+// DESIGN contract 1: --cgroup-parent chooses where, relative to the launcher's cgroup.
 func TestCgroupParent(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -84,7 +84,7 @@ func TestCgroupParentEscapes(t *testing.T) {
 	}
 }
 
-// Item 2: a cgroup namespace rooted at the inner cgroup in every hierarchy,
+// DESIGN contract 2: a cgroup namespace rooted at the inner cgroup in every hierarchy,
 // and mount and cgroup namespaces of its own.
 func TestNamespaces(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -123,7 +123,7 @@ func readlink(t *testing.T, p string) string {
 	return s
 }
 
-// Item 3: a fresh /sys/fs/cgroup of the host's layout, every mount rooted
+// DESIGN contract 4: a fresh /sys/fs/cgroup of the host's layout, every mount rooted
 // at the level's inner cgroup; no host cgroup path readable.
 func TestFreshSysFsCgroup(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -233,7 +233,7 @@ func TestForeignCgroupParentKept(t *testing.T) {
 	}
 }
 
-// VM matrix item 3: the cgroup v2 no-internal-process rule. Levels of a
+// The cgroup v2 no-internal-process rule. Levels of a
 // launcher whose v2 cgroup cannot hand controllers down go beside it; a
 // launcher in a cgroup offered no controller at all is refused, with a
 // message that names the controller, the cgroup and what to do.

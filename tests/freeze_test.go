@@ -76,7 +76,7 @@ func sigPending(pid, n int) bool {
 	return false
 }
 
-// Item 7: the host freezing the inner cgroup freezes every process of the
+// The host freezing the inner cgroup freezes every process of the
 // level, never the launcher, which still forwards signals meanwhile.
 func TestHostFreezesLevel(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -130,7 +130,7 @@ func TestHostFreezesLevel(t *testing.T) {
 	}
 }
 
-// Item 7: inside, freezing a child cgroup freezes only the processes in it.
+// Inside, freezing a child cgroup freezes only the processes in it.
 func TestLevelFreezesChild(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	self, _ := os.Executable()

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Issue 15 item 1: a level's root hands out controllers as a host's root
+// A level's root hands out controllers as a host's root
 // does, with nothing moved first: a child of the root gets a memory,
 // pids and cpuset limit of its own, and they hold. On cgroup2 the root
 // holds no process and has the level's controllers enabled already.
@@ -76,7 +76,7 @@ func TestRootDelegates(t *testing.T) {
 	}
 }
 
-// Issue 15 items 1, 2, 4: while CMD runs the host sees the level's
+// While CMD runs the host sees the level's
 // cgroup2 root empty and CMD in the leaf, which list, inspect and the
 // status stream name; --leaf renames it, --no-leaf keeps CMD in the root.
 func TestLeaf(t *testing.T) {
@@ -137,7 +137,7 @@ func TestLeaf(t *testing.T) {
 	}
 }
 
-// Issue 15 item 3: a nested level goes beside the leaf, in the root that
+// A nested level goes beside the leaf, in the root that
 // can give it controllers; --user levels own their leaf.
 func TestLeafNestingAndUser(t *testing.T) {
 	requires(t, "root", "cgroupns")

@@ -17,7 +17,7 @@ import (
 
 var syscallUSR1 = syscall.SIGUSR1
 
-// Item 8: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+// DESIGN contract 8: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
 // sent to the launcher reach CMD.
 func TestSignalsForwarded(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -37,7 +37,7 @@ func TestSignalsForwarded(t *testing.T) {
 	}
 }
 
-// Item 8 and issue 5 item 5, at a terminal: Ctrl-C reaches CMD once,
+// DESIGN contract 8, at a terminal: Ctrl-C reaches CMD once,
 // from the kernel (CMD holds the terminal's foreground), not again as a
 // forwarded copy; also with --init, where CMD is the init's child.
 func TestTerminalCtrlC(t *testing.T) {
@@ -206,7 +206,7 @@ func TestFrozenChildKilled(t *testing.T) {
 	}
 }
 
-// Item 8: CMD's exit code, or 128+N when it died of signal N.
+// DESIGN contract 8: CMD's exit code, or 128+N when it died of signal N.
 func TestExitStatus(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -225,7 +225,7 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
-// Item 8: whatever is left in the level when CMD exits is killed, and the
+// DESIGN contract 8: whatever is left in the level when CMD exits is killed, and the
 // level's cgroups, mirror and run directory are removed (noLeaks); also
 // without cgroup.kill (forced here, as on kernels before 5.14), through a
 // freezer.
@@ -259,7 +259,7 @@ func alive(pid int) bool {
 	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
 }
 
-// Item 8: with no CMD, it runs $SHELL, or /bin/sh.
+// With no CMD, it runs $SHELL, or /bin/sh.
 func TestDefaultShell(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -274,7 +274,7 @@ func TestDefaultShell(t *testing.T) {
 	}
 }
 
-// Item 9: 125 for cl-unshare's own failures, with one line naming the flag
+// 125 for cl-unshare's own failures, with one line naming the flag
 // and value; 126 and 127 for CMD.
 func TestUsageErrors(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -315,7 +315,7 @@ func oneLine(s, msg string) bool {
 	return strings.Count(s, "\n") == 1 && strings.HasPrefix(s, "cl-unshare: ") && strings.Contains(s, msg) && !strings.Contains(s, "EOF")
 }
 
-// Items 9 and 11: a failure at each setup step exits 125 with one line
+// A failure at each setup step exits 125 with one line
 // naming the step, and leaves nothing behind.
 func TestSetupStepFailures(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -353,7 +353,7 @@ func TestSetupStepFailures(t *testing.T) {
 	}
 }
 
-// Item 10: names are validated; a name in use is refused without touching
+// Names are validated; a name in use is refused without touching
 // the running level.
 func TestNames(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -380,7 +380,7 @@ func TestNames(t *testing.T) {
 	a.stop(t)
 }
 
-// Item 12: "cl-unshare -- list" runs a program called list.
+// "cl-unshare -- list" runs a program called list.
 func TestDashDashRunsProgram(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)

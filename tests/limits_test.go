@@ -58,7 +58,7 @@ func needController(t *testing.T, names ...string) map[string]*ctl {
 	return out
 }
 
-// Item 5: each limit reaches the outer cgroup, in the form of the layout,
+// DESIGN contract 5: each limit reaches the outer cgroup, in the form of the layout,
 // and is mirrored on the inner one, before CMD starts.
 func TestLimitsWritten(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -114,7 +114,7 @@ func TestLimitsWritten(t *testing.T) {
 	l.stop(t)
 }
 
-// Item 5: a limit whose controller the host does not offer is an error
+// A limit whose controller the host does not offer is an error
 // naming it, and nothing is made.
 func TestLimitMissingController(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -131,7 +131,7 @@ func TestLimitMissingController(t *testing.T) {
 	}
 }
 
-// Item 6: the level writes larger values to its own root's limit files;
+// DESIGN contract 5: the level writes larger values to its own root's limit files;
 // the effective limits do not grow. It can sub-divide them.
 func TestCannotRaiseLimits(t *testing.T) {
 	requires(t, "root", "cgroupns", "2cpus")
@@ -185,7 +185,7 @@ func TestCannotRaiseLimits(t *testing.T) {
 	}
 }
 
-// Item 6: a child cgroup inside the level can be given a single CPU.
+// DESIGN contract 5: a child cgroup inside the level can be given a single CPU.
 func TestSubdivideCpuset(t *testing.T) {
 	requires(t, "root", "cgroupns", "2cpus")
 	cs := needController(t, "cpuset")

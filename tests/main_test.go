@@ -539,7 +539,7 @@ func mountLinesFrom(t *testing.T, r io.Reader) []string {
 
 // ownLine reports whether a line of /proc/self/cgroup read inside a level
 // shows the level's own cgroup: "/" in v1 hierarchies, the leaf in
-// cgroup2 (issue 15: the level's root holds no process).
+// cgroup2 (so that the level's root holds no process).
 func ownLine(line string) bool {
 	return line == "0::/"+lvl.DefaultLeaf || !strings.HasPrefix(line, "0::") && strings.HasSuffix(line, ":/")
 }

@@ -48,7 +48,7 @@ func findInfo(ls []lvl.Info, name string) *lvl.Info {
 	return nil
 }
 
-// Issue 4 item 1: levels nest four deep; each sees itself as / and none of
+// DESIGN contract 6: levels nest four deep; each sees itself as / and none of
 // its ancestors; the host sees every mirror; limits are bounded by the
 // parent's.
 func TestNestingDepth4(t *testing.T) {
@@ -127,7 +127,7 @@ func TestNestingDepth4(t *testing.T) {
 
 func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// Issue 4 items 1 and bad input: siblings never see each other.
+// DESIGN contract 7: siblings never see each other.
 func TestSiblingsInvisible(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -150,7 +150,7 @@ func TestSiblingsInvisible(t *testing.T) {
 	b.stop(t)
 }
 
-// Issue 4 items 2 and 3: list and inspect, checked against the kernel.
+// List and inspect, checked against the kernel.
 func TestListInspect(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	cs := needController(t, "pids")
@@ -211,7 +211,7 @@ func TestListInspect(t *testing.T) {
 	l.stop(t)
 }
 
-// Issue 4 item 4: exec runs CMD in the level's cgroups and namespaces.
+// cl-unshare exec runs CMD in the level's cgroups and namespaces.
 func TestExec(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -252,7 +252,7 @@ func TestExec(t *testing.T) {
 	l.stop(t)
 }
 
-// Issue 4 item 5: kill, freeze and thaw, covering nested levels.
+// Kill, freeze and thaw, covering nested levels.
 func TestKillFreezeThaw(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
@@ -302,7 +302,7 @@ func TestKillFreezeThaw(t *testing.T) {
 	}
 }
 
-// Issue 4 item 6: gc collects levels whose supervisor is gone, only those,
+// cl-unshare gc collects levels whose supervisor is gone, only those,
 // idempotently, without following what a level planted in its run dir.
 func TestGC(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -343,7 +343,7 @@ func TestGC(t *testing.T) {
 	live.stop(t)
 }
 
-// Issue 4 item 7: check reports and says whether a level can start.
+// cl-unshare check reports and says whether a level can start.
 func TestCheck(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	r := cmd(t, "check", "--json")

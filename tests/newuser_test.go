@@ -17,7 +17,7 @@ import (
 	"github.com/cl-unshare/cl-unshare/mounts"
 )
 
-// Issue 9 item 2: --set takes a controller's files, never a core file:
+// --set takes a controller's files, never a core file:
 // cgroup.procs=PID moved an unrelated process into the level, and the
 // level's teardown killed it.
 func TestSetCoreFilesRefused(t *testing.T) {
@@ -55,7 +55,7 @@ func TestSetCoreFilesRefused(t *testing.T) {
 	}
 }
 
-// Issue 9 item 3: --name "" is a mistake (a script's unset variable),
+// --name "" is a mistake (a script's unset variable),
 // not a request for a generated name.
 func TestEmptyName(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -69,7 +69,7 @@ func TestEmptyName(t *testing.T) {
 	}
 }
 
-// Issue 9 item 1: an --exec level whose CMD ended gives its name back to
+// An --exec level whose CMD ended gives its name back to
 // the next start (a service manager's restart), and gc NAME collects just
 // that level.
 func TestExecRestart(t *testing.T) {
@@ -126,7 +126,7 @@ func TestExecRestart(t *testing.T) {
 	other.stop(t)
 }
 
-// Issue 9 item 1: a level with a process left is never collected by a
+// A level with a process left is never collected by a
 // start that wants its name.
 func TestRestartKeepsLiveLevel(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -153,7 +153,7 @@ func TestRestartKeepsLiveLevel(t *testing.T) {
 	waitFor(t, "the left process to die", func() bool { return !alive(left) })
 }
 
-// Issue 9 item 1: gc PARENT/CHILD collects a nested level whose
+// cl-unshare gc PARENT/CHILD collects a nested level whose
 // supervisor died, and nothing else.
 func TestGCNested(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -184,7 +184,7 @@ func TestGCNested(t *testing.T) {
 	l.stop(t)
 }
 
-// Issue 9 item 4: a value the host refuses gets a message naming the
+// A value the host refuses gets a message naming the
 // flag, the value and what this host takes, and leaves nothing behind.
 func TestMessagesSayWhatWorks(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -217,7 +217,7 @@ func TestMessagesSayWhatWorks(t *testing.T) {
 	}
 }
 
-// Issue 9 item 5: inside a level each cgroup filesystem is mounted once,
+// Inside a level each cgroup filesystem is mounted once,
 // at /sys/fs/cgroup, as on a host (tools take the first they find), and
 // the host's mirror still shows it.
 func TestCgroupMountedOnce(t *testing.T) {
@@ -252,7 +252,7 @@ func TestCgroupMountedOnce(t *testing.T) {
 	}
 }
 
-// Issue 9 item 6: in every --user level (-r as root too, where the
+// In every --user level (-r as root too, where the
 // level's root is host uid 0) the root's limit files refuse writes; and
 // inspect's enforcement says, per mode and layout, whether a write fails
 // or only has no effect, which the write itself shows.

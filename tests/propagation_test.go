@@ -30,7 +30,7 @@ func sharedDir(t *testing.T) string {
 	return d
 }
 
-// Item 4: host mounts still reach the level; the level's mounts never reach
+// DESIGN contract 3: host mounts still reach the level; the level's mounts never reach
 // the host, except its cgroup mounts, mirrored at RUN/levels/NAME/cgroup,
 // including a cgroupfs it mounts later.
 func TestPropagation(t *testing.T) {
@@ -111,7 +111,7 @@ func TestPropagation(t *testing.T) {
 	}
 }
 
-// Item 4: --run-dir replaces /run/cl-unshare.
+// DESIGN contract 4: --run-dir replaces /run/cl-unshare.
 func TestRunDir(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)

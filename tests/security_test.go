@@ -48,7 +48,7 @@ func testHierarchy(t *testing.T) (cgroup.Hierarchy, string) {
 	return h, h.Mount
 }
 
-// Issue 16 items 1-3: a --user level writes records of "nested levels" in
+// A --user level writes records of "nested levels" in
 // its own state directory, and the host must not act on them outside the
 // level, nor run anything as more than the level's root, nor loop.
 func TestForgedNestedState(t *testing.T) {
@@ -173,7 +173,7 @@ func TestForgedNestedState(t *testing.T) {
 	victim.stop(t)
 }
 
-// Issue 16 item 5: in -U -p --mount-proc the level's /proc is copied into
+// In -U -p --mount-proc the level's /proc is copied into
 // its mount namespace locked over the host's: unmounting it fails, and no
 // way shows a process that is not the level's.
 func TestUserProcHidesHost(t *testing.T) {
@@ -218,7 +218,7 @@ func mirrorMounts(t *testing.T, name string) []string {
 	return out
 }
 
-// Issue 16 item 4: what a --user level mounts under its /sys/fs/cgroup or
+// What a --user level mounts under its /sys/fs/cgroup or
 // run directory reaches the host only if it is a cgroup filesystem (or a
 // small tmpfs of the mirror's shape), never with setuid, devices or exec;
 // past --mirror-max mounts the level is stopped and the host unharmed.
@@ -298,7 +298,7 @@ func TestUserMountsStayInside(t *testing.T) {
 	}
 }
 
-// Issue 16 item 4, nesting: levels nested in a --user level, with and
+// Nesting: levels nested in a --user level, with and
 // without a user namespace of their own, are mirrored to the host through
 // it, shown by list and reached by inspect.
 func TestUserNestedMirror(t *testing.T) {
@@ -334,7 +334,7 @@ func TestUserNestedMirror(t *testing.T) {
 	l.stop(t)
 }
 
-// Review of issue 16: exec into a --user level gives CMD a pty of its
+// cl-unshare exec into a --user level gives CMD a pty of its
 // own, so what it leaves behind cannot take the caller's terminal and
 // read what the caller types after exec returned; and no file the caller
 // had open beyond stdio.
@@ -391,7 +391,7 @@ func TestExecOwnTerminal(t *testing.T) {
 	l.stop(t)
 }
 
-// Review of issue 16: a level cannot make the host read without bound
+// A level cannot make the host read without bound
 // (a hundred thousand records, hard links to one), nor get a tmpfs onto
 // the host that its bounds do not hold (no size, nr_inodes=0, grown by
 // a remount), and the host's copies propagate nowhere.
@@ -470,7 +470,7 @@ func TestMirrorAndWalkBounds(t *testing.T) {
 	l.wait(t)
 }
 
-// Review of issue 16: gc of a level nested two deep in a --user level
+// cl-unshare gc of a level nested two deep in a --user level
 // says where to collect it before it kills anything.
 func TestGCNestedInUserLevel(t *testing.T) {
 	requires(t, "root", "cgroupns")

@@ -39,7 +39,7 @@ func unitCgroup(t *testing.T, h cgroup.Hierarchy) (string, int) {
 	return dir, fd
 }
 
-// Issue 5 item 1: --exec sets the level up and becomes CMD, same PID; the
+// --exec sets the level up and becomes CMD, same PID; the
 // unit's own cgroup is left empty; NOTIFY_SOCKET still works; the level is
 // listed, killed and collected like the others.
 func TestExecInPlace(t *testing.T) {
@@ -105,7 +105,7 @@ func TestExecInPlace(t *testing.T) {
 	}
 }
 
-// Issue 5 item 2: --ready-fd is closed once the level is set up, and
+// --ready-fd is closed once the level is set up, and
 // --json-status-fd says "ready" then "exit".
 func TestStatusFDs(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -156,7 +156,7 @@ func TestStatusFDs(t *testing.T) {
 	}
 }
 
-// Issue 5 item 5: --pid --mount-proc: CMD is PID 1 with a fresh /proc;
+// --pid --mount-proc: CMD is PID 1 with a fresh /proc;
 // signals reach it; when it exits the whole level dies.
 func TestPIDNamespace(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -193,7 +193,7 @@ func TestPIDNamespace(t *testing.T) {
 	}
 }
 
-// Issue 5 item 5, orphans: PID 1 of a PID namespace is the only process
+// Orphans: PID 1 of a PID namespace is the only process
 // the kernel gives orphans to. With CMD as PID 1 (as unshare --fork
 // --pid) they are CMD's to reap, and a CMD that never waits gathers
 // zombies; with --init cl-unshare is PID 1 and reaps every one, passes
@@ -326,7 +326,7 @@ func TestUserNamespaceNested(t *testing.T) {
 	}
 }
 
-// Issue 5 item 6: --kill-child sends SIG to CMD when the supervisor dies;
+// --kill-child sends SIG to CMD when the supervisor dies;
 // without it the level lives on, orphaned, until gc.
 func TestKillChild(t *testing.T) {
 	requires(t, "root", "cgroupns")
@@ -369,7 +369,7 @@ func TestKillChild(t *testing.T) {
 	}
 }
 
-// Issue 5 item 4: --user: root inside is a mapped host id; the kernel
+// --user: root inside is a mapped host id; the kernel
 // refuses the level's writes to its own root's limits; it can still make
 // children; a cgroupfs it mounts later reaches the host mirror.
 func TestUserNamespace(t *testing.T) {

@@ -235,9 +235,9 @@ func execCmd(c *cli.Context, code *exitCode) error {
 	if dry(c, append([]string{name, "--"}, argv...)...) {
 		return nil
 	}
-	cfg := level.ExecConfig{RunDir: c.String("run-dir"), Name: name, Argv: argv, Cgroup: c.String("cgroup")}
+	cfg := level.JoinConfig{RunDir: c.String("run-dir"), Name: name, Argv: argv, Cgroup: c.String("cgroup")}
 	n, err := superviseWith(func() (process, error) {
-		p, err := level.Exec(cfg)
+		p, err := level.Join(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("exec %s: %w", name, err)
 		}

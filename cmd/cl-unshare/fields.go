@@ -7,7 +7,7 @@ import (
 )
 
 // flagOf is the flag (or argument) each field of level.Config and
-// level.ExecConfig comes from. Package level speaks of fields in its
+// level.JoinConfig comes from. Package level speaks of fields in its
 // messages ("Limits.Memory: invalid size"), so that a Go caller never
 // reads a flag it did not pass; flagsIn shows the command line's words
 // instead ("--memory: invalid size").
@@ -36,13 +36,13 @@ var flagOf = map[string]string{
 	"Limits.PidsMax":      "--pids-max",
 	"Limits.Set":          "--set",
 	"ExecInPlace":         "--exec",
-	"ExecConfig.Argv":     "command",
-	"ExecConfig.Cgroup":   "--cgroup",
-	"ExecConfig.RunDir":   "--run-dir",
+	"JoinConfig.Argv":     "command",
+	"JoinConfig.Cgroup":   "--cgroup",
+	"JoinConfig.RunDir":   "--run-dir",
 }
 
 // fieldWords replaces every field name in a message by its flag. Longer
-// names come first, so that ExecConfig.Argv is not read as Config.Argv.
+// names come first, so that JoinConfig.Argv is not read as Config.Argv.
 var fieldWords = func() *strings.Replacer {
 	names := make([]string, 0, len(flagOf))
 	for f := range flagOf {

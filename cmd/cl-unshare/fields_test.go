@@ -15,9 +15,9 @@ import (
 // no message shows a CLI user a Go name.
 func TestEveryFieldHasAFlag(t *testing.T) {
 	noFlag := map[string]bool{"Config.Stdin": true, "Config.Stdout": true, "Config.Stderr": true,
-		"Config.Limits": true, "ExecConfig.Stdin": true, "ExecConfig.Stdout": true, "ExecConfig.Stderr": true,
-		"ExecConfig.Name": true} // exec NAME: an argument, named in the messages as itself
-	for prefix, v := range map[string]any{"Config.": level.Config{}, "Limits.": level.Limits{}, "ExecConfig.": level.ExecConfig{}} {
+		"Config.Limits": true, "JoinConfig.Stdin": true, "JoinConfig.Stdout": true, "JoinConfig.Stderr": true,
+		"JoinConfig.Name": true} // exec NAME: an argument, named in the messages as itself
+	for prefix, v := range map[string]any{"Config.": level.Config{}, "Limits.": level.Limits{}, "JoinConfig.": level.JoinConfig{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			f := prefix + typ.Field(i).Name
@@ -31,7 +31,7 @@ func TestEveryFieldHasAFlag(t *testing.T) {
 // Every field name the library writes in a message is one flagsIn knows,
 // and it writes no flag.
 func TestMessagesNameKnownFields(t *testing.T) {
-	word := regexp.MustCompile(`\b(?:Config|Limits|ExecConfig)\.[A-Z]\w*|\bExecInPlace\b`)
+	word := regexp.MustCompile(`\b(?:Config|Limits|JoinConfig)\.[A-Z]\w*|\bExecInPlace\b`)
 	flag := regexp.MustCompile(`(^|[^-\w])--[a-z]`)
 	literal := regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	files, _ := filepath.Glob("../../level/*.go")

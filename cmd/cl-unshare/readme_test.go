@@ -100,7 +100,7 @@ func parsed(args []string) (string, error) {
 	return p, err
 }
 
-// Issue 17: every command line README shows parses, so README cannot
+// Every command line README shows parses, so README cannot
 // drift from the parser; a subcommand's takes its options on either side
 // of its arguments, with the same result.
 func TestReadmeCommandsParse(t *testing.T) {
@@ -162,7 +162,7 @@ func otherOrder(w []string) []string {
 	return append(out, rest...)
 }
 
-// Issue 17 item 2: an unknown option is one line for every subcommand,
+// An unknown option is one line for every subcommand,
 // named as typed, with no help text.
 func TestUnknownOptionEachCommand(t *testing.T) {
 	for _, c := range commands(new(exitCode)) {
@@ -185,7 +185,7 @@ func TestUnknownOptionEachCommand(t *testing.T) {
 	}
 }
 
-// Issue 17 item 1: each subcommand's options before or after its
+// Each subcommand's options before or after its
 // arguments, as README writes them both ways.
 func TestCommandOptionsEitherSide(t *testing.T) {
 	for _, c := range []struct{ before, after []string }{

@@ -7,7 +7,7 @@ import (
 	"github.com/cl-unshare/cl-unshare/mounts"
 )
 
-// /proc/self/cgroup and mountinfo, as Discover reads them (issue 9 item 7).
+// /proc/self/cgroup and mountinfo, as Discover reads them.
 func FuzzDiscover(f *testing.F) {
 	f.Add("0::/user.slice\n4:memory:/x\n", hybridMountinfo)
 	f.Add("1:name=systemd:/../..\n", legacyMountinfo)

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Process is a command started in a running level by Exec.
+// Process is a command started in a running level by Join (cl-unshare exec NAME).
 type Process struct{ st *stage }
 
 // Pid is the command's PID.
@@ -28,8 +28,8 @@ func (p *Process) Signal(sig os.Signal) error { return p.st.cmd.Process.Signal(s
 // Wait waits for the command and returns its wait status.
 func (p *Process) Wait() (syscall.WaitStatus, error) { return p.st.wait(), nil }
 
-// ExecConfig says what to run in a level and where.
-type ExecConfig struct {
+// JoinConfig says what to run in a level and where.
+type JoinConfig struct {
 	RunDir                string
 	Name                  string   // the level, PARENT/CHILD for a nested one
 	Argv                  []string // the command
@@ -37,19 +37,19 @@ type ExecConfig struct {
 	Stdin, Stdout, Stderr *os.File
 }
 
-// Exec runs a command inside a running level, as nsenter would: in its
+// Join runs a command inside a running level, as nsenter would: in its
 // inner cgroups (or Cgroup below them) in every hierarchy, and in its
 // cgroup, mount and PID namespaces, so it counts against the level's
 // limits. In a level with a user namespace, which a Go program cannot
 // enter, the command runs as the host ids of that level's root, with no
 // capabilities.
-func Exec(c ExecConfig) (*Process, error) {
+func Join(c JoinConfig) (*Process, error) {
 	sub := path.Clean("/" + c.Cgroup)[1:]
 	if c.Cgroup != "" && (strings.HasPrefix(path.Clean(c.Cgroup), "..") || strings.HasPrefix(c.Cgroup, "/")) {
-		return nil, fieldErr("ExecConfig.Cgroup", "%q must be a relative path below the level's inner cgroup", c.Cgroup)
+		return nil, fieldErr("JoinConfig.Cgroup", "%q must be a relative path below the level's inner cgroup", c.Cgroup)
 	}
 	if len(c.Argv) == 0 {
-		return nil, fieldErr("ExecConfig.Argv", "no command given")
+		return nil, fieldErr("JoinConfig.Argv", "no command given")
 	}
 	i, err := Find(c.RunDir, c.Name)
 	if i, err = usable(c.Name, i, err); err != nil {
@@ -65,8 +65,36 @@ func Exec(c ExecConfig) (*Process, error) {
 		return nil, fmt.Errorf("level %s has no process left to join", c.Name)
 	}
 	chosen := procOf(member)
-	// SUBPATH where the level made it, the inner cgroup elsewhere (a
-	// level may sub-divide one hierarchy and not the others).
+	targets, found := joinTargets(i, sub)
+	if !found {
+		return nil, fieldErr("JoinConfig.Cgroup", "%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)
+	}
+	nsFiles, joinPID, err := openNamespaces(member, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range nsFiles {
+			f.Close()
+		}
+	}()
+	// The namespaces opened are the chosen process's, not those of a PID
+	// reused meanwhile: it must still be the same process.
+	if !chosen.Alive() {
+		return nil, fmt.Errorf("level %s: its process %d ended while exec joined it; try again", c.Name, member)
+	}
+	as, err := execAs(i, member)
+	if err != nil {
+		return nil, fmt.Errorf("level %s: %w", c.Name, err)
+	}
+	return startJoin(c, targets, nsFiles, joinPID, as)
+}
+
+// joinTargets is the cgroup, in every hierarchy, that a command joining
+// level i goes to: SUBPATH where the level made it, its inner cgroup (or
+// leaf) elsewhere, as a level may sub-divide one hierarchy and not the
+// others. It reports whether SUBPATH is in any.
+func joinTargets(i *Info, sub string) (map[string]string, bool) {
 	targets, found := map[string]string{}, sub == ""
 	for h, p := range i.Cgroups {
 		targets[h] = p.Inner
@@ -77,41 +105,27 @@ func Exec(c ExecConfig) (*Process, error) {
 			targets[h], found = filepath.Join(p.Inner, sub), true
 		}
 	}
-	if !found {
-		return nil, fieldErr("ExecConfig.Cgroup", "%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)
+	return targets, found
+}
+
+// openNamespaces opens the cgroup and mount namespaces of the level's
+// process member, and its PID namespace if it is not ours.
+func openNamespaces(member int, name string) (files []*os.File, joinPID bool, err error) {
+	kinds := []string{"cgroup", "mnt"}
+	if joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid"); joinPID {
+		kinds = append(kinds, "pid")
 	}
-	var fds []*os.File
-	defer func() {
-		for _, f := range fds {
-			f.Close()
-		}
-	}()
-	for _, ns := range []string{"cgroup", "mnt"} {
+	for _, ns := range kinds {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", member, ns))
 		if err != nil {
-			return nil, fmt.Errorf("open %s namespace of level %s: %w", ns, c.Name, err)
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, false, fmt.Errorf("open %s namespace of level %s: %w", ns, name, err)
 		}
-		fds = append(fds, f)
+		files = append(files, f)
 	}
-	// A level with a PID namespace of its own: enter it too.
-	joinPID := readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")
-	if joinPID {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", member))
-		if err != nil {
-			return nil, fmt.Errorf("open pid namespace of level %s: %w", c.Name, err)
-		}
-		fds = append(fds, f)
-	}
-	// The namespaces opened are the chosen process's, not those of a PID
-	// reused meanwhile: it must still be the same process.
-	if !chosen.Alive() {
-		return nil, fmt.Errorf("level %s: its process %d ended while exec joined it; try again", c.Name, member)
-	}
-	as, err := execAs(i, member)
-	if err != nil {
-		return nil, fmt.Errorf("level %s: %w", c.Name, err)
-	}
-	return startJoin(c, targets, fds, joinPID, as)
+	return files, joinPID, nil
 }
 
 // execAs decides whom CMD runs as. In a level that is, or is nested at any
@@ -119,7 +133,7 @@ func Exec(c ExecConfig) (*Process, error) {
 // without capabilities: the chain of records the host wrote says so, and
 // the process CMD joins cannot say otherwise (a level can make a record
 // name one of its processes that runs in the host's user namespace, as
-// one that exec left behind does). Only where a user namespace below maps
+// one that a join left behind does). Only where a user namespace below maps
 // its root into that level's ids does the kernel's word refine them. A
 // joined process in a user namespace of its own counts where no record
 // says anything.
@@ -174,7 +188,7 @@ func readlinkNS(pid int, ns string) string {
 
 // startJoin starts the stage that joins the level (nsexec.ModeJoin) in
 // targets, its cgroups, with its namespaces open as nsFiles.
-func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, joinPID bool, as *nsexec.HostIDs) (*Process, error) {
+func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID bool, as *nsexec.HostIDs) (*Process, error) {
 	// Pdeathsig follows the thread that forks: kept until CMD runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -184,7 +198,7 @@ func startJoin(c ExecConfig, targets map[string]string, nsFiles []*os.File, join
 		run: func(start func() error) error { return start() },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("exec %s: %w", c.Name, err)
+		return nil, fmt.Errorf("level %s: %w", c.Name, err)
 	}
 	wd, _ := os.Getwd()
 	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}
