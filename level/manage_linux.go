@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -168,7 +167,8 @@ func Inspect(runDir, name string) (*Info, error) {
 	return i, nil
 }
 
-func hasController(h, c string) bool { return slices.Contains(strings.Split(h, ","), c) }
+// hasController reports whether hierarchy h ("cpu,cpuacct") carries c.
+func hasController(h, c string) bool { return strings.Contains(","+h+",", ","+c+",") }
 
 func nsInode(pid int, ns string) uint64 {
 	var st unix.Stat_t

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,47 +57,6 @@ func (u *UserNS) root() nsexec.HostIDs {
 func (u *UserNS) holds(uid, gid int) bool {
 	in := func(m IDMap, id int) bool { return id >= m.Outer && id < m.Outer+m.Count }
 	return in(u.UIDMap, uid) && in(u.GIDMap, gid)
-}
-
-// Proc names a process across PID reuse.
-type Proc struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start_time"` // clock ticks after boot, /proc/PID/stat field 22
-}
-
-// Alive reports whether p is still the same live process (a zombie is not).
-func (p Proc) Alive() bool {
-	if p.PID <= 0 {
-		return false
-	}
-	st, state, err := procStart(p.PID)
-	return err == nil && st == p.Start && state != 'Z' && state != 'X'
-}
-
-func self() Proc { return procOf(os.Getpid()) }
-
-func procOf(pid int) Proc {
-	st, _, _ := procStart(pid)
-	return Proc{PID: pid, Start: st}
-}
-
-// procStart reads a process's start time and state letter.
-func procStart(pid int) (uint64, byte, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+2:])
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	st, err := strconv.ParseUint(f[19], 10, 64)
-	return st, f[0][0], err
 }
 
 func stateDir(runDir string) string { return filepath.Join(runDir, "state") }

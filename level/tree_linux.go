@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -255,7 +254,7 @@ func (w *walker) nestedCgroups(s *State, p *Info) (map[string]Paths, error) {
 // belowMount returns p relative to the mount point mnt. p must be clean
 // (no "//", ".", "..") and strictly below mnt.
 func belowMount(p, mnt string) (string, error) {
-	if !path.IsAbs(p) || path.Clean(p) != p {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 		return "", fmt.Errorf("%q is not a clean absolute path", p)
 	}
 	rel, ok := mounts.Below(mnt, p)
@@ -413,61 +412,6 @@ func findIn(rec Proc, dir string) int {
 		}
 	}
 	return 0
-}
-
-// sameProc reports whether the caller's PID pid is the live process rec
-// names: same start time, and rec.PID among its PIDs in every PID
-// namespace from the caller's down (/proc/PID/status NSpid).
-func sameProc(rec Proc, pid int) bool {
-	if pid <= 0 || !(Proc{PID: pid, Start: rec.Start}).Alive() {
-		return false
-	}
-	st, err := procStatus(pid)
-	return err == nil && slices.Contains(st.nspid, rec.PID)
-}
-
-// ppid is the caller's PID of pid's parent.
-func ppid(pid int) int {
-	st, err := procStatus(pid)
-	if err != nil {
-		return 0
-	}
-	return st.ppid
-}
-
-type status struct {
-	ppid  int
-	nspid []int
-}
-
-func procStatus(pid int) (status, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return status{}, err
-	}
-	return parseStatus(string(b)), nil
-}
-
-// parseStatus takes PPid and NSpid from /proc/PID/status text.
-func parseStatus(text string) status {
-	var st status
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "PPid":
-			st.ppid, _ = strconv.Atoi(strings.TrimSpace(v))
-		case "NSpid":
-			for _, f := range strings.Fields(v) {
-				if n, err := strconv.Atoi(f); err == nil {
-					st.nspid = append(st.nspid, n)
-				}
-			}
-		}
-	}
-	return st
 }
 
 // describe derives what is shown about a level with known cgroups and
