@@ -71,7 +71,7 @@ func execInPlace(c *nsexec.Config, levelFD int) error {
 			return fmt.Errorf("keep fd %d across exec: %w", x, err)
 		}
 	}
-	argv := []string{nsexec.Marker, nsexec.InPlaceArg, strconv.Itoa(fd), strconv.Itoa(levelFD)}
-	err = syscall.Exec("/proc/self/exe", argv, os.Environ())
+	stage := reexec(nsexec.Marker, nsexec.InPlaceArg, strconv.Itoa(fd), strconv.Itoa(levelFD))
+	err = syscall.Exec(stage.Path, stage.Args, os.Environ())
 	return fmt.Errorf("exec init stage: %w", err)
 }

@@ -13,8 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reexec is this binary started again in role (its argv[0], the dispatch
-// key Init reads): a level's init stage, its watchdog.
+// reexec is this binary run again in role (its argv[0], the dispatch key
+// Init reads): a level's init stage (started, or exec'd in place by
+// --exec), its watchdog.
 func reexec(role string, args ...string) *exec.Cmd {
 	return &exec.Cmd{Path: "/proc/self/exe", Args: append([]string{role}, args...)}
 }
