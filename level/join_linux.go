@@ -26,7 +26,11 @@ func (p *Process) Pid() int { return p.st.cmd.Process.Pid }
 func (p *Process) Signal(sig os.Signal) error { return p.st.cmd.Process.Signal(sig) }
 
 // Wait waits for the command and returns its wait status.
-func (p *Process) Wait() (syscall.WaitStatus, error) { return p.st.wait(), nil }
+func (p *Process) Wait() (syscall.WaitStatus, error) {
+	ws := p.st.wait()
+	p.st.restore()
+	return ws, nil
+}
 
 // JoinConfig says what to run in a level and where.
 type JoinConfig struct {
@@ -197,8 +201,14 @@ func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, join
 		attr: &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}, ownTTY: as != nil,
 		run: func(start func() error) error { return start() },
 	})
-	if err != nil {
-		return nil, fmt.Errorf("level %s: %w", c.Name, err)
+	var spawn *spawnError
+	switch {
+	case errors.As(err, &spawn) && errors.Is(err, unix.EBUSY):
+		return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); use JoinConfig.Cgroup with a leaf cgroup", targets["cgroup2"], spawn.err)
+	case errors.As(err, &spawn):
+		return nil, fmt.Errorf("start in level %s: %w", c.Name, spawn.err)
+	case err != nil:
+		return nil, err
 	}
 	wd, _ := os.Getwd()
 	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}
@@ -217,6 +227,7 @@ func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, join
 		if !errors.Is(err, nsexec.ErrDied) {
 			st.kill()
 		}
+		st.restore()
 		return nil, err
 	}
 	return &Process{st}, nil

@@ -54,13 +54,13 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
 	err := l.Close()
-	l.mu.Lock()
-	if l.stopped != "" {
-		err = errors.Join(&StoppedError{l.Name, l.stopped, ws}, err)
-	}
-	l.mu.Unlock()
 	if rerr := l.report(exitEvent(l.Name, ws)); err == nil {
 		err = rerr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped != "" {
+		err = errors.Join(&StoppedError{l.Name, l.stopped, ws}, err)
 	}
 	return ws, err
 }
@@ -117,6 +117,9 @@ func (l *Level) Close() error {
 	if l.prepared != nil {
 		// After the kill: with --kill-child its exit signals CMD.
 		l.prepared.release()
+	}
+	if l.st != nil {
+		l.st.restore()
 	}
 	if l.watch != nil {
 		// The level is going away with us: the watchdog has nothing to do.

@@ -70,26 +70,36 @@ func startStage(s stageSpec) (*stage, error) {
 	st.cmd.ExtraFiles = append([]*os.File{child}, s.files...)
 	st.cmd.SysProcAttr = s.attr
 	err = s.run(func() error {
-		if err := failpoint.At("spawn"); err != nil {
-			return err
+		err := failpoint.At("spawn")
+		if err == nil {
+			err = st.cmd.Start()
 		}
-		return st.cmd.Start()
+		if err != nil {
+			return &spawnError{err}
+		}
+		return nil
 	})
 	if st.relay != nil {
 		st.relay.Slave.Close() // CMD's now
 	}
 	if err != nil && st.cmd.Process == nil {
 		st.abort()
-		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); start in a leaf cgroup", s.cgroup, err)
-		}
-		return nil, fmt.Errorf("start init stage: %w", err)
+		return nil, err
 	}
-	if st.relay != nil {
+	if err != nil {
+		st.sock.Close() // never released: the caller's Close kills it
+	} else if st.relay != nil {
 		st.relay.Start()
 	}
 	return st, err // started, even if what run did after failed
 }
+
+// spawnError is the fork and exec of the stage failing, as against what
+// run does around it: each caller says it in its own words.
+type spawnError struct{ err error }
+
+func (e *spawnError) Error() string { return e.err.Error() }
+func (e *spawnError) Unwrap() error { return e.err }
 
 // terminal gives the stage the caller's terminal's foreground, so Ctrl-C
 // reaches its command once, from the kernel, and not again from us; or,
@@ -147,18 +157,22 @@ func (st *stage) release(c *nsexec.Config, join func(pid int) error, req nsexec.
 	return err
 }
 
-// wait waits for the stage (or the command it became), then gives the
-// caller's terminal back.
+// wait waits for the stage, or the command it became.
 func (st *stage) wait() syscall.WaitStatus {
 	_ = st.cmd.Wait()
+	ws, _ := st.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ws
+}
+
+// restore gives the caller's terminal back once the command and what it
+// left are gone, as a shell does when a job ends.
+func (st *stage) restore() {
 	if st.fg {
 		restoreForeground()
 	}
 	if st.relay != nil {
 		st.relay.Close()
 	}
-	ws, _ := st.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ws
 }
 
 // kill ends a stage that failed after it started.

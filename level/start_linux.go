@@ -399,14 +399,14 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
 	}
-	// Pdeathsig follows the thread that forks: it is kept until the init
-	// stage has exec'd (which clears the signal just before).
-	run := func(start func() error) error {
+	run := func(start func() error) error { return start() }
+	if !cfg.User {
+		// Pdeathsig follows the thread that forks: it is kept until the
+		// init stage has exec'd (which clears the signal just before).
+		// A --user level's is its prepared thread.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		return start()
-	}
-	if cfg.User {
+	} else {
 		c.Mode = nsexec.ModeUserLevel
 		run = func(start func() error) (err error) {
 			if l.prepared, err = startPrepared(c, start); err != nil {
@@ -426,7 +426,9 @@ func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) erro
 	if st != nil {
 		l.st = st // started, even if what follows failed: Close ends it
 	}
-	if err != nil {
+	if spawn := (*spawnError)(nil); errors.As(err, &spawn) {
+		return fmt.Errorf("start init stage: %w", spawn.err)
+	} else if err != nil {
 		return err
 	}
 	join := func(pid int) error { return l.cgroups.Join(pid, spec.cgroup != "") }

@@ -2,6 +2,7 @@ package level
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -51,7 +52,7 @@ func (l *Level) report(e Event) error {
 		return err
 	}
 	if _, err := unix.Write(l.statusFD, append(b, '\n')); err != nil {
-		return fieldErr("Config.StatusFD", "%d: %w", l.statusFD, err)
+		return fmt.Errorf("Config.StatusFD %d: %w", l.statusFD, err)
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package level
 import (
 	"errors"
 	"fmt"
-	"github.com/moby/sys/user"
-	"github.com/moby/sys/userns"
+	"os"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/user"
+	"github.com/moby/sys/userns"
 )
 
 // IDMap maps Count ids from Inner (in the level's user namespace) to
@@ -59,12 +61,21 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 }
 
 // initialUserNS reports whether this process is in the host's user
-// namespace, which maps every id to itself.
-func initialUserNS() bool { return !userns.RunningInUserNS() }
+// namespace, which maps every id to itself. Without a map to read it
+// cannot tell, and says no (the subordinate-range check is then left to
+// Validate's check against the map).
+func initialUserNS() bool {
+	if _, err := os.Stat("/proc/self/uid_map"); err != nil {
+		return false
+	}
+	return !userns.RunningInUserNS()
+}
 
 // parseIDMaps parses the text of a /proc/PID/uid_map or gid_map: lines of
 // the id inside that process's namespace (Inner), the id in the reader's
-// (Outer), and a count. Text it cannot parse gives no map.
+// (Outer), and a count. The library reads a number it cannot parse as 0:
+// an entry of no ids is dropped, and one the kernel would not have
+// written makes no map at all.
 func parseIDMaps(text string) []IDMap {
 	ms, err := user.ParseIDMap(strings.NewReader(text))
 	if err != nil {
@@ -79,11 +90,14 @@ func parseIDMaps(text string) []IDMap {
 	return out
 }
 
-// subRange reads root's first range from /etc/subuid or /etc/subgid.
+// subRange reads root's first range from /etc/subuid or /etc/subgid. The
+// library reads a number it cannot parse as 0, so a range that starts at
+// 0 (it would map the host's root into the level) or holds no ids is
+// taken for a malformed line and skipped, as useradd never writes one.
 func subRange(path string) (IDMap, bool) {
 	ids, err := user.ParseSubIDFileFilter(path, func(s user.SubID) bool { return s.Name == "root" || s.Name == "0" })
 	for _, s := range ids {
-		if err == nil && s.SubID >= 0 && s.Count > 0 && s.SubID+s.Count <= 1<<32 {
+		if err == nil && s.SubID > 0 && s.Count > 0 && s.SubID+s.Count <= 1<<32 {
 			return IDMap{Inner: 0, Outer: int(s.SubID), Count: int(s.Count)}, true
 		}
 	}

@@ -69,3 +69,23 @@ func TestParseIDMaps(t *testing.T) {
 		t.Errorf("parseIDMaps = %+v, want %+v", got, want)
 	}
 }
+
+// A line of /etc/subuid whose numbers do not parse (which the library
+// reads as 0) never maps the host's root into a level: it is skipped.
+func TestSubRangeSkipsMalformed(t *testing.T) {
+	dir := t.TempDir()
+	for text, want := range map[string]IDMap{
+		"root:x:65536\nroot:300000:100\n": {0, 300000, 100},
+		"root:0:65536\n":                  defaultRange,
+		"root:300000:y\n":                 defaultRange,
+		"root:300000:65536:extra\n":       {0, 300000, 65536},
+	} {
+		sub := filepath.Join(dir, "subuid")
+		if err := os.WriteFile(sub, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ParseIDMap("auto", sub); err != nil || got != want {
+			t.Errorf("%q: auto = %+v, %v; want %+v", text, got, err, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -41,20 +42,70 @@ var flagOf = map[string]string{
 	"JoinConfig.RunDir":   "--run-dir",
 }
 
-// fieldWords replaces every field name in a message by its flag. Longer
-// names come first, so that JoinConfig.Argv is not read as Config.Argv.
-var fieldWords = func() *strings.Replacer {
-	names := make([]string, 0, len(flagOf))
-	for f := range flagOf {
-		names = append(names, f)
-	}
+// fieldNames lists flagOf's keys, longer first, so that JoinConfig.Argv
+// is not read as Config.Argv.
+var fieldNames = func() []string {
+	names := slices.Collect(maps.Keys(flagOf))
 	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b)) })
-	var pairs []string
-	for _, f := range names {
-		pairs = append(pairs, f, flagOf[f])
-	}
-	return strings.NewReplacer(pairs...)
+	return names
 }()
 
-// flagsIn is message s in the command line's words.
-func flagsIn(s string) string { return fieldWords.Replace(s) }
+// flagsIn is message s in the command line's words: each field name the
+// library wrote becomes its flag. Only whole words are, where the
+// library puts them (at the start of a line, after a space or a parenthesis); a
+// quoted value (%q) is the user's and stays as it is, so --run-dir
+// Config.Name is still reported as "Config.Name".
+func flagsIn(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] == '"' {
+			j := quoteEnd(s, i)
+			b.WriteString(s[i:j])
+			i = j
+			continue
+		}
+		if f := fieldAt(s, i); f != "" {
+			b.WriteString(flagOf[f])
+			i += len(f)
+			continue
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+// fieldAt is the field name that starts at s[i] as a whole word, or "".
+func fieldAt(s string, i int) string {
+	if i > 0 && !strings.ContainsRune(" (\n", rune(s[i-1])) {
+		return ""
+	}
+	for _, f := range fieldNames {
+		if !strings.HasPrefix(s[i:], f) {
+			continue
+		}
+		rest := s[i+len(f):]
+		if rest == "" || !wordByte(rest[0]) && (rest[0] != '.' || len(rest) == 1 || !wordByte(rest[1])) {
+			return f
+		}
+	}
+	return ""
+}
+
+func wordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// quoteEnd is the index just past the Go-quoted string that starts at
+// s[i], or len(s) if it does not end.
+func quoteEnd(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(s)
+}

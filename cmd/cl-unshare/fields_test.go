@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestMessagesNameKnownFields(t *testing.T) {
 				if _, ok := flagOf[w]; !ok {
 					t.Errorf("%s: message names %s, which flagOf does not know", f, w)
 				}
-				if strings.Contains(flagsIn(lit), w) {
+				if text, err := strconv.Unquote(lit); err == nil && strings.Contains(flagsIn(text), w) {
 					t.Errorf("%s: flagsIn leaves %s in %s", f, w, lit)
 				}
 			}
@@ -62,5 +63,26 @@ func TestMessagesNameKnownFields(t *testing.T) {
 	}
 	if seen < 20 {
 		t.Errorf("found only %d field names in the library's messages; is the source where this test looks?", seen)
+	}
+}
+
+func TestFlagsIn(t *testing.T) {
+	for in, want := range map[string]string{
+		"Config.MountProc: needs Config.PID (a /proc of the host's)": "--mount-proc: needs --pid (a /proc of the host's)",
+		"create cgroups: Limits.Set memory.high: refused":            "create cgroups: --set memory.high: refused",
+		"JoinConfig.Argv: no command given":                          "command: no command given",
+		"stopped: more than Config.MirrorMax 50":                     "stopped: more than --mirror-max 50",
+		"(with Config.User: fails)":                                  "(with --user: fails)",
+		"use Config.CgroupParent.":                                   "use --cgroup-parent.",
+		// What the user wrote is the user's.
+		`Config.RunDir: "Config.Name" is not an absolute path`: `--run-dir: "Config.Name" is not an absolute path`,
+		`Config.CgroupParent: "../Limits.Memory\"x" escapes`:   `--cgroup-parent: "../Limits.Memory\"x" escapes`,
+		"open /sys/fs/cgroup/Config.Name/x: no such file":      "open /sys/fs/cgroup/Config.Name/x: no such file",
+		"Config.Usernames Config.User.x":                       "Config.Usernames Config.User.x",
+		`unterminated "Config.Name`:                            `unterminated "Config.Name`,
+	} {
+		if got := flagsIn(in); got != want {
+			t.Errorf("flagsIn(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
