@@ -30,9 +30,12 @@ integration:
 	$(GO) test -count=1 -timeout 5m ./tests
 	$(GO) test -count=1 -race -timeout 5m -run '^TestAPI' ./tests
 
-# Median start latency beside util-linux unshare, measured in one run.
+# Median start latency beside util-linux unshare, measured in one run,
+# on the empty host and then with BENCH_LEVELS levels running.
+BENCH_LEVELS ?= 0,100,500
 bench:
 	$(GO) test -run '^$$' -bench StartLatency -benchtime 100x ./tests
+	CL_BENCH_LEVELS=$(BENCH_LEVELS) $(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 30m ./tests
 
 # Each fuzz target for FUZZTIME (their seeds run with the unit tests).
 FUZZTIME ?= 30s

@@ -41,19 +41,21 @@ func ExecInPlace(cfg Config) (err error) {
 			}
 		}
 	}()
-	layout, levelFD, err := l.build(cfg, me.PID)
+	layout, err := l.build(cfg, me.PID)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(levelFD)
 	return execInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
-		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf}, levelFD)
+		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf}, l)
 }
 
 // execInPlace replaces the calling process (same PID) with the init stage,
-// handing it the config through a memfd. It returns only on failure.
-func execInPlace(c *nsexec.Config, levelFD int) error {
+// handing it the config through a memfd, and the template and the clones
+// of the level's run directory by their numbers there. It returns only on
+// failure.
+func execInPlace(c *nsexec.Config, l *Level) error {
 	c.Mode = nsexec.ModeInPlace
+	c.RunDirFD, c.MirrorFD, c.TemplateFD = int(l.clones.run.Fd()), int(l.clones.mirror.Fd()), int(l.template.ns.Fd())
 	fd, err := unix.MemfdCreate("cl-unshare-config", 0)
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
@@ -66,12 +68,12 @@ func execInPlace(c *nsexec.Config, levelFD int) error {
 	if _, err := f.Seek(0, 0); err != nil {
 		return err
 	}
-	for _, x := range []int{fd, levelFD} {
+	for _, x := range []int{fd, c.RunDirFD, c.MirrorFD, c.TemplateFD} {
 		if _, err := unix.FcntlInt(uintptr(x), unix.F_SETFD, 0); err != nil {
 			return fmt.Errorf("keep fd %d across exec: %w", x, err)
 		}
 	}
-	stage := reexec(nsexec.Marker, nsexec.InPlaceArg, strconv.Itoa(fd), strconv.Itoa(levelFD))
+	stage := reexec(nsexec.Marker, nsexec.InPlaceArg, strconv.Itoa(fd))
 	err = syscall.Exec(stage.Path, stage.Args, os.Environ())
 	return fmt.Errorf("exec init stage: %w", err)
 }

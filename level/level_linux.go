@@ -118,6 +118,8 @@ func (l *Level) Close() error {
 		// After the kill: with --kill-child its exit signals CMD.
 		l.prepared.release()
 	}
+	l.clones.close()
+	l.template.Close()
 	if l.st != nil {
 		l.st.restore()
 	}

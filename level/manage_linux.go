@@ -84,7 +84,7 @@ func (e *UnknownError) Error() string {
 
 // List returns the levels started from runDir (and, nested, theirs).
 func List(runDir string) ([]Info, error) {
-	w, err := newWalker(runDir)
+	w, err := newWalker(runDir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func (i *Info) cgroups() *cgroup.Level {
 // nested level whose record failed a check is returned with State
 // Invalid; Kill, Freeze and Join refuse it.
 func Find(runDir, name string) (*Info, error) {
-	w, err := newWalker(runDir)
+	w, err := newWalker(runDir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func usable(name string, i *Info, err error) (*Info, error) {
 
 // Inspect returns everything about one level.
 func Inspect(runDir, name string) (*Info, error) {
-	w, err := newWalker(runDir)
+	w, err := newWalker(runDir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func Inspect(runDir, name string) (*Info, error) {
 	}
 	_, v2 := i.Cgroups["cgroup2"]
 	guarded := i.state.User != nil && !i.state.User.OwnsLimits
-	i.Enforcement = enforcement(guarded, nsDelegate(w.infos), len(i.Cgroups) > 1 || !v2 && len(i.Cgroups) > 0, v2)
+	i.Enforcement = enforcement(guarded, nsDelegate(w.cg), len(i.Cgroups) > 1 || !v2 && len(i.Cgroups) > 0, v2)
 	return i, nil
 }
 
@@ -267,9 +267,18 @@ func GC(runDir string, names ...string) ([]string, error) {
 		}
 	}
 	if len(names) > 0 {
+		var w *walker // one for all the nested names
 		for _, n := range names {
 			if strings.Contains(n, "/") {
-				add(collectNested(runDir, n))
+				var err error
+				if w == nil {
+					w, err = newWalker(runDir, false)
+				}
+				if err != nil {
+					add("", err)
+					continue
+				}
+				add(collectNested(w, n))
 			} else {
 				add(collectTop(runDir, n, true))
 			}
@@ -283,13 +292,20 @@ func GC(runDir string, names ...string) ([]string, error) {
 	for _, n := range all {
 		add(collectTop(runDir, n, false))
 	}
-	if len(all) == 0 {
-		return done, errors.Join(errs...)
+	if len(all) > 0 || mounted(runDir) {
+		add("", sweep(runDir, &done))
 	}
-	// Run directories with no state: left by a crash between the two.
+	return done, errors.Join(errs...)
+}
+
+// sweep removes run directories with no record, left by a crash between
+// the two, and once no level is left the templates and RUN's own mounts.
+func sweep(runDir string, done *[]string) error {
 	unlock, err := lockState(runDir)
-	if err != nil {
-		return done, errors.Join(append(errs, err)...)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	defer unlock()
 	ents, _ := os.ReadDir(filepath.Join(runDir, "levels"))
@@ -297,11 +313,14 @@ func GC(runDir string, names ...string) ([]string, error) {
 		if _, err := os.Stat(statePath(runDir, e.Name())); errors.Is(err, os.ErrNotExist) && ValidateName(e.Name()) == nil {
 			dir := filepath.Join(runDir, "levels", e.Name())
 			if err := detachNoFollow(dir); err == nil && unix.Rmdir(dir) == nil {
-				done = append(done, fmt.Sprintf("removed run directory %s (no level)", dir))
+				*done = append(*done, fmt.Sprintf("removed run directory %s (no level)", dir))
 			}
 		}
 	}
-	return done, errors.Join(errs...)
+	if left, err := stateNames(runDir); err != nil || len(left) > 0 {
+		return err
+	}
+	return removeTemplates(runDir)
 }
 
 // collectTop collects the level name of runDir if its supervisor is gone,
@@ -348,11 +367,7 @@ func collectTop(runDir, name string, named bool) (string, error) {
 // the parent's to write, so it is removed through a descriptor of the
 // parent's state directory, and the run directory unmounted through one
 // of its own: no path the level could redirect.
-func collectNested(runDir, name string) (string, error) {
-	w, err := newWalker(runDir)
-	if err != nil {
-		return "", err
-	}
+func collectNested(w *walker, name string) (string, error) {
 	i, err := w.find(name, false)
 	if i, err = usable(name, i, err); err != nil {
 		return "", err

@@ -3,6 +3,7 @@ package level
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -12,32 +13,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// prepared is the OS thread a level with a user namespace is cloned
-// from, in a mount namespace of its own made ready by prepareMounts
-// (a clone copies the namespaces of the thread that calls it). It stays,
-// as the parent that Pdeathsig (and --kill-child) watch and to do what
-// must be done in that namespace, until release; it ends with its
-// goroutine, and its namespace with it.
+// prepared is the OS thread a level is cloned from (a clone copies the
+// namespaces of the thread that calls it): in the template, and for a
+// level with a user namespace in a copy of it of its own, made ready by
+// prepareMounts. It stays, as the parent that Pdeathsig (and
+// --kill-child) watch and to do what must be done in that namespace,
+// until release; it ends with its goroutine, and a namespace of its own
+// with it.
 type prepared struct {
 	reqs chan func()
 	once sync.Once
 	stop chan struct{}
 }
 
-// startPrepared makes the thread and calls start there.
-func startPrepared(c *nsexec.Config, start func() error) (*prepared, error) {
+// startThread makes the thread and runs setup there.
+func startThread(setup func() error) (*prepared, error) {
 	p := &prepared{reqs: make(chan func()), stop: make(chan struct{})}
 	result := make(chan error, 1)
 	offMainThread(func() {
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			result <- fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
-			return
-		}
-		if err := prepareMounts(c); err != nil {
-			result <- err
-			return
-		}
-		if err := start(); err != nil {
+		if err := setup(); err != nil {
 			result <- err
 			return
 		}
@@ -93,35 +87,34 @@ func offMainThread(f func()) {
 	}()
 }
 
-// prepareMounts readies the calling thread's own mount namespace (made by
-// unshare(CLONE_FS|CLONE_NEWNS), still owned by the host's user namespace)
-// for a level with a user namespace to be cloned from: no host cgroupfs,
-// no other level's run directory, the level's run directory at RUN. A
-// mount namespace copied into a new user namespace has every mount locked
-// together, so what is removed here can never be brought back from inside,
-// while a mount the level itself covered could be unmounted to show the
-// host's whole cgroup tree. A failure is a *StepError.
-func prepareMounts(c *nsexec.Config) error {
+// prepareMounts gives the prepared thread, in the template, a mount
+// namespace of its own (still owned by the host's user namespace) for a
+// level with a user namespace to be cloned from: no host cgroupfs, the
+// level's mirror at /sys/fs/cgroup and its run directory at RUN, both
+// private (the keeper copies what the level mounts there). A mount
+// namespace copied into a new user namespace has every mount locked
+// together, so what is removed here can never be brought back from
+// inside, while a mount the level itself covered could be unmounted to
+// show the host's whole cgroup tree. A failure is a *StepError.
+func prepareMounts(c *nsexec.Config, runClone, mirrorClone *os.File) error {
 	steps := []struct {
 		name string
 		do   func() error
 	}{
-		// First: as peers of the host's mounts, the unmounts below would
-		// reach the host.
-		{nsexec.StepPropagation, mounts.SlaveAll},
-		{nsexec.StepHide, func() error { return mounts.HideHost(c.LevelDir, c.RunDir) }},
+		{nsexec.StepMountNS, func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare(CLONE_NEWNS) for the user namespace's mounts: %w", err)
+			}
+			return nil
+		}},
+		{nsexec.StepHide, func() error { return mounts.Detach(mounts.CgroupRoot) }},
 		// The level's /sys/fs/cgroup starts as this copy of its mirror,
 		// locked; what it mounts there reaches this one.
-		{nsexec.StepMirror, func() error { return mounts.MoveMirror(c.LevelDir) }},
-		{nsexec.StepRunDir, func() error {
-			if err := mounts.Move(c.LevelDir, c.RunDir); err != nil {
-				return err
-			}
-			// The level's bind of it joins a peer group with this copy
-			// (mirror.Keeper.Join); the level's own copy, locked under
-			// that bind, need not get every mount twice.
-			return mounts.MakePrivate(c.RunDir)
-		}},
+		{nsexec.StepMirror, func() error { return mounts.AttachPrivate(mirrorClone, mounts.CgroupRoot) }},
+		// The level's bind of it joins a peer group with this copy
+		// (mirror.Keeper.Join); the level's own copy, locked under that
+		// bind, need not get every mount twice.
+		{nsexec.StepRunDir, func() error { return mounts.AttachPrivate(runClone, c.RunDir) }},
 	}
 	for _, s := range steps {
 		err := failpoint.At(s.name)

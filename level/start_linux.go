@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +56,10 @@ type Level struct {
 	// what copies its cgroup mounts to the host.
 	prepared *prepared
 	mirror   *mirror.Keeper
+	// template is held until the level is recorded; clones until its
+	// init stage has them.
+	template *template
+	clones   clones
 	undo     []func() error
 }
 
@@ -80,22 +83,20 @@ func Start(cfg Config) (_ *Level, err error) {
 			}
 		}
 	}()
-	layout, levelFD, err := l.build(cfg, 0)
+	layout, err := l.build(cfg, 0)
 	if err != nil {
 		return nil, err
 	}
-	// One owner for the fd: an *os.File closes it (also from its
-	// finalizer), so it must never be closed by number as well, or a
-	// concurrent Start's socket that reused the number goes with it.
-	levelFile := os.NewFile(uintptr(levelFD), "level-dir")
-	defer levelFile.Close()
-	if err := l.spawn(cfg, levelFile, layout); err != nil {
+	defer l.clones.close()
+	if err := l.spawn(cfg, layout); err != nil {
 		return nil, err
 	}
 	l.state.Cmd = procOf(l.Pid())
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
+	l.template.Close() // recorded: gc now sees the level
+	l.template = nil
 	if cfg.KillSignal != 0 {
 		if err := l.startWatch(cfg.KillSignal); err != nil {
 			return nil, err
@@ -122,39 +123,51 @@ func newLevel(cfg Config, s *State) *Level {
 	return l
 }
 
-// build claims the level's name and makes what every level has: its
-// cgroups (pid already in them when not 0), its record and its run
-// directory. It returns the layout the init stage mounts and an O_PATH
-// fd of the run directory. On error, Close undoes what it did.
-func (l *Level) build(cfg Config, pid int) (mounts.Layout, int, error) {
+// build enters the template, claims the level's name and makes what
+// every level has: its cgroups (pid already in them when not 0), its
+// record and its run directory, whose clones it keeps for the init stage.
+// It returns the layout the init stage mounts. On error, Close undoes
+// what it did.
+func (l *Level) build(cfg Config, pid int) (mounts.Layout, error) {
 	var layout mounts.Layout
+	p, t, infos, err := enterTemplate(cfg.RunDir)
+	if err != nil {
+		return layout, err
+	}
+	l.prepared, l.template = p, t
 	if err := claimName(cfg.RunDir, l.state); errors.Is(err, os.ErrExist) {
-		return layout, -1, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
+		return layout, &InUseError{Name: cfg.Name, Path: statePath(cfg.RunDir, cfg.Name), Why: alive(cfg.RunDir, cfg.Name)}
 	} else if err != nil {
-		return layout, -1, fmt.Errorf("run directory: %w", err)
+		return layout, fmt.Errorf("run directory: %w", err)
 	}
 	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
-	infos, err := mounts.Current()
-	if err != nil {
-		return layout, -1, fmt.Errorf("read mountinfo: %w", err)
-	}
 	if layout, err = hostLayout(infos); err != nil {
-		return layout, -1, err
+		return layout, err
 	}
 	if err := l.createCgroups(cfg, infos, pid); err != nil {
-		return layout, -1, err
+		return layout, err
 	}
-	levelFD, err := l.makeRunDir(cfg)
-	if err != nil {
-		return layout, -1, err
+	if err := l.makeRunDir(cfg); err != nil {
+		return layout, err
 	}
 	if cfg.User {
 		if err := l.handOver(cfg); err != nil {
-			unix.Close(levelFD)
-			return layout, -1, err
+			return layout, err
 		}
 	}
-	return layout, levelFD, nil
+	return layout, nil
+}
+
+// clones are detached copies of the level's run directory and mirror,
+// in their peer groups, for the init stage to attach where it sees them.
+type clones struct{ run, mirror *os.File }
+
+func (c clones) close() {
+	for _, f := range []*os.File{c.run, c.mirror} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // createCgroups makes the level's cgroups in every hierarchy, with its
@@ -215,48 +228,51 @@ func plan(infos []*mountinfo.Info, lim cgroup.Limits) ([]cgroup.Hierarchy, []cgr
 	return hs, writes, err
 }
 
-// makeRunDir makes RUN/levels/NAME a shared tmpfs: the init stage joins
-// its peer group, so the cgroup mounts the level makes there show up here.
-// It returns an O_PATH fd of it for the init stage to join with.
-func (l *Level) makeRunDir(cfg Config) (int, error) {
+// makeRunDir makes RUN/levels/NAME a shared tmpfs, and its mirror below
+// it: the init stage attaches clones of both, in their peer groups, so
+// the cgroup mounts the level makes show up here.
+func (l *Level) makeRunDir(cfg Config) error {
 	if err := failpoint.At("run-dir"); err != nil {
-		return -1, err
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(l.LevelDir), 0o755); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	if err := os.Mkdir(l.LevelDir, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return -1, &InUseError{Name: cfg.Name, Path: l.LevelDir}
+			return &InUseError{Name: cfg.Name, Path: l.LevelDir}
 		}
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	l.undo = append(l.undo, func() error { return removeDir(l.LevelDir) })
 	if err := mounts.MountTmpfs(l.LevelDir); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	l.undo = append(l.undo, func() error { return detach(l.LevelDir) })
 	if err := mounts.MakeShared(l.LevelDir); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	// The mirror is a mount of its own: the level moves its copy to its
 	// /sys/fs/cgroup, so that its cgroup filesystems are mounted once
 	// there and reach the host here, not twice (here and under RUN).
 	mirror := filepath.Join(l.LevelDir, "cgroup")
 	if err := os.Mkdir(mirror, 0o755); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	if err := mounts.MountLayoutRoot(mirror); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
 	if err := mounts.MakeShared(mirror); err != nil {
-		return -1, fmt.Errorf("run directory: %w", err)
+		return fmt.Errorf("run directory: %w", err)
 	}
-	fd, err := unix.Open(l.LevelDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	var err error
+	if l.clones.run, err = mounts.Clone(l.LevelDir); err == nil {
+		l.clones.mirror, err = mounts.Clone(mirror)
+	}
 	if err != nil {
-		return -1, fmt.Errorf("run directory: open %s: %w", l.LevelDir, err)
+		return fmt.Errorf("run directory: %w", err)
 	}
-	return fd, nil
+	return nil
 }
 
 func removeDir(dir string) error {
@@ -394,29 +410,29 @@ func (l *Level) handOver(cfg Config) error {
 // spawn starts the init stage in a new mount namespace, places it in the
 // level's cgroups (before it may create its cgroup namespace), releases
 // it, and waits until it has exec'd the command or failed.
-func (l *Level) spawn(cfg Config, levelFile *os.File, layout mounts.Layout) error {
+func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 	c := &nsexec.Config{
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
+		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
 	}
-	run := func(start func() error) error { return start() }
-	if !cfg.User {
-		// Pdeathsig follows the thread that forks: it is kept until the
-		// init stage has exec'd (which clears the signal just before).
-		// A --user level's is its prepared thread.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-	} else {
-		c.Mode = nsexec.ModeUserLevel
-		run = func(start func() error) (err error) {
-			if l.prepared, err = startPrepared(c, start); err != nil {
-				return err
-			}
-			return l.newMirror(cfg)
+	// The stage forks from the prepared thread: a clone of the template
+	// (or, with a user namespace, of its prepared copy), and the parent
+	// Pdeathsig follows.
+	run := func(start func() error) error { return l.prepared.do(start) }
+	files := []*os.File{l.clones.run, l.clones.mirror}
+	if cfg.User {
+		c.Mode, files = nsexec.ModeUserLevel, nil
+		err := l.prepared.do(func() error { return prepareMounts(c, l.clones.run, l.clones.mirror) })
+		if err == nil {
+			err = l.newMirror(cfg)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	spec := stageSpec{
-		stdio: stdioOf(cfg.Stdin, cfg.Stdout, cfg.Stderr), files: []*os.File{levelFile},
+		stdio: stdioOf(cfg.Stdin, cfg.Stdout, cfg.Stderr), files: files,
 		attr: cloneAttr(cfg), run: run,
 	}
 	if v2 := l.cgroups.V2(); v2 != nil {

@@ -47,21 +47,63 @@ const Invalid = "invalid"
 type walker struct {
 	runDir string
 	hs     []cgroup.Hierarchy // the caller's, for cgroup paths it reads
-	infos  []*mountinfo.Info  // the caller's mount table, read once
+	cg     []*mountinfo.Info  // the caller's mounts at and below /sys/fs/cgroup
+	all    []*mountinfo.Info  // the caller's whole mount table, if read
 }
 
-func newWalker(runDir string) (*walker, error) {
-	infos, err := mounts.Current()
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
+// newWalker reads what the caller's mount table says of cgroups. A
+// command about every level (list) reads the table once; one
+// about a level or a few reads only the mounts it looks at, where the
+// kernel can list them (Linux 6.11): the table holds every level's
+// mirror, so reading it would cost more with every level running.
+func newWalker(runDir string, every bool) (*walker, error) {
+	w := &walker{runDir: runDir}
+	var err error
+	if !every {
+		w.cg, err = mounts.Subtree(mounts.CgroupRoot)
 	}
-	w := &walker{runDir: runDir, infos: infos}
+	if every || err != nil {
+		if w.all, err = mounts.Current(); err != nil {
+			return nil, fmt.Errorf("read mountinfo: %w", err)
+		}
+		w.cg = below(w.all, mounts.CgroupRoot)
+	}
 	if f, err := os.Open("/proc/self/cgroup"); err == nil {
 		// Without them nested levels cannot be checked; they show invalid.
-		w.hs, _ = cgroup.Discover(f, infos)
+		w.hs, _ = cgroup.Discover(f, w.cg)
 		f.Close()
 	}
 	return w, nil
+}
+
+// below returns the mounts of infos at and below dir.
+func below(infos []*mountinfo.Info, dir string) []*mountinfo.Info {
+	var out []*mountinfo.Info
+	for _, m := range infos {
+		if mounts.Under(m.Mountpoint, dir) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// mountsAt returns the caller's mounts at and below dir, a level's
+// mirror: none if nothing is mounted there.
+func (w *walker) mountsAt(dir string) []*mountinfo.Info {
+	if w.all != nil {
+		return below(w.all, dir)
+	}
+	if !mounted(dir) {
+		return nil
+	}
+	ms, err := mounts.Subtree(dir)
+	if err != nil {
+		if w.all, err = mounts.Current(); err != nil {
+			return nil
+		}
+		return below(w.all, dir)
+	}
+	return ms
 }
 
 // tops returns the levels started from runDir, with their nested levels.
@@ -433,12 +475,9 @@ func (w *walker) describe(i *Info) {
 	default:
 		i.State = Exited
 	}
-	mirror := filepath.Join(i.dir, "cgroup")
-	for _, m := range w.infos {
-		if mounts.Under(m.Mountpoint, mirror) {
-			i.MirrorMounts++
-			i.Mirror = append(i.Mirror, m.Mountpoint+" "+m.FSType+" "+m.Root)
-		}
+	for _, m := range w.mountsAt(filepath.Join(i.dir, "cgroup")) {
+		i.MirrorMounts++
+		i.Mirror = append(i.Mirror, m.Mountpoint+" "+m.FSType+" "+m.Root)
 	}
 }
 

@@ -98,6 +98,26 @@ func Attach(fd int, dir string) error {
 	return nil
 }
 
+// Clone returns a detached copy of the mount at dir (not of those below
+// it), in dir's peer group if dir is shared: attached in another mount
+// namespace, what is mounted on either copy reaches the other.
+func Clone(dir string) (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, &Error{Op: "clone mount", Target: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), "clone of "+dir), nil
+}
+
+// AttachPrivate attaches the detached mount f at dir, in no peer group.
+func AttachPrivate(f *os.File, dir string) error {
+	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	if err := unix.MountSetattr(int(f.Fd()), "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return &Error{Op: "make private", Target: dir, Err: err}
+	}
+	return Attach(int(f.Fd()), dir)
+}
+
 // Move moves the mount at from to to.
 func Move(from, to string) error {
 	return mount("move mount", from, to, "", unix.MS_MOVE, "")
@@ -134,38 +154,6 @@ func DetachMatching(infos []*mountinfo.Info, drop func(*mountinfo.Info) bool) er
 		}
 	}
 	return nil
-}
-
-// HideHost detaches every cgroup filesystem inherited from the host (they
-// show its whole tree) and everything under runDir other than levelDir,
-// the level's own (siblings, and a parent level's mirror). Run it after
-// SlaveAll, or the unmounts reach the host.
-func HideHost(levelDir, runDir string) error {
-	infos, err := Current()
-	if err != nil {
-		return err
-	}
-	return DetachMatching(infos, func(m *mountinfo.Info) bool {
-		if Under(m.Mountpoint, levelDir) {
-			return false
-		}
-		return m.FSType == "cgroup" || m.FSType == "cgroup2" || m.Mountpoint == CgroupRoot ||
-			(Under(m.Mountpoint, runDir) && m.Mountpoint != runDir)
-	})
-}
-
-// MoveMirror moves a level's mirror, levelDir/cgroup (a mount of its
-// own), to /sys/fs/cgroup, private, where the level builds its layout.
-// The kernel moves no mount out of a shared one: levelDir is made
-// private first, and rejoins its peer group after, if it is to.
-func MoveMirror(levelDir string) error {
-	own := filepath.Join(levelDir, "cgroup")
-	for _, dir := range []string{levelDir, own} {
-		if err := MakePrivate(dir); err != nil {
-			return err
-		}
-	}
-	return Move(own, CgroupRoot)
 }
 
 // Build mounts a fresh copy of layout at dir, which is a tmpfs (see

@@ -21,28 +21,19 @@ func mainInPlace() {
 		fmt.Fprintf(os.Stderr, "cl-unshare: %s: %v (what was set up is left for cl-unshare gc)\n", step, err)
 		os.Exit(code)
 	}
-	cfgFD, err1 := strconv.Atoi(os.Args[2])
-	levelFD, err2 := strconv.Atoi(os.Args[3])
-	if err1 != nil || err2 != nil {
+	cfgFD, err := strconv.Atoi(os.Args[2])
+	if err != nil {
 		fail(StepConfig, errors.New("bad in-place arguments"))
 	}
 	unix.CloseOnExec(cfgFD)
-	unix.CloseOnExec(levelFD)
 	var c Config
 	f := os.NewFile(uintptr(cfgFD), "config")
 	if err := json.NewDecoder(f).Decode(&c); err != nil {
 		fail(StepConfig, err)
 	}
 	f.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		fail("unshare mount namespace", err)
-	}
-	// The run directory's fd is where the steps expect it.
-	if levelFD != RunDirFD {
-		if err := unix.Dup3(levelFD, RunDirFD, unix.O_CLOEXEC); err != nil {
-			fail(StepPropagation, err)
-		}
-		unix.Close(levelFD)
+	for _, fd := range []int{c.RunDirFD, c.MirrorFD, c.TemplateFD} {
+		unix.CloseOnExec(fd)
 	}
 	step, err := newLevel(&c)
 	if err == nil {

@@ -1,7 +1,6 @@
 package nsexec
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,25 +20,27 @@ func newLevel(c *Config) (string, error) {
 		do   func(*Config) error
 	}{
 		{StepMountNS, func(c *Config) error {
-			if c.Mode != ModeUserLevel {
-				return nil // cloned with CLONE_NEWNS
+			switch c.Mode {
+			case ModeUserLevel:
+				return userMountNS(c)
+			case ModeInPlace:
+				return templateCopy(c)
 			}
-			return userMountNS(c)
+			return nil // cloned with CLONE_NEWNS from the template
 		}},
 		{StepCgroupNS, unshareCgroupNS},
 		{StepPropagation, func(c *Config) error {
 			if c.Mode == ModeUserLevel {
-				return propagationUserNS(c.RunDir)
+				return propagationUserNS(c)
 			}
-			// First: as peers of the host's mounts, the unmounts below
-			// would reach the host.
-			return mounts.SlaveAll()
+			return nil // the template's mounts are all slaves or private
 		}},
 		// With a user namespace the launcher did these before the
-		// namespace existed (the launcher's prepared namespace), where they can be undone.
-		{StepHide, skipIfUserNS(func(c *Config) error { return mounts.HideHost(c.LevelDir, c.RunDir) })},
-		{StepMirror, skipIfUserNS(mirror)},
-		{StepRunDir, skipIfUserNS(func(c *Config) error { return mounts.Move(c.LevelDir, c.RunDir) })},
+		// namespace existed (its prepared copy of the template), where
+		// they can be undone.
+		{StepHide, skipIfUserNS(func(*Config) error { return mounts.Detach(mounts.CgroupRoot) })},
+		{StepMirror, skipIfUserNS(func(c *Config) error { return attach(c.MirrorFD, mounts.CgroupRoot) })},
+		{StepRunDir, skipIfUserNS(func(c *Config) error { return attach(c.RunDirFD, c.RunDir) })},
 		{StepCgroupMount, cgroupMounts},
 		{StepLeaf, leaf},
 		{StepProc, func(c *Config) error {
@@ -74,35 +75,32 @@ func unshareCgroupNS(*Config) error {
 	return nil
 }
 
-// mirror puts the level's mirror at /sys/fs/cgroup and its run directory
-// back in the host's peer groups, after SlaveAll made every mount a
-// slave (host mounts still arrive, nothing made here leaks out). The two
-// peer groups are the ways out: the mirror's, for the cgroup filesystems
-// built on it, and the run directory's, for nested levels' run
-// directories. The mirror must move before the run directory rejoins:
-// the kernel moves no mount out of a shared one.
-func mirror(c *Config) error {
-	defer unix.Close(RunDirFD)
-	host, err := unix.Openat(RunDirFD, "cgroup", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open the host's mirror: %w", err)
+// templateCopy makes this thread's mount namespace a copy of the
+// template (ModeInPlace, which is not cloned but exec'd in place), at the
+// directory it was in where the copy has it.
+func templateCopy(c *Config) error {
+	wd, _ := os.Getwd()
+	defer unix.Close(c.TemplateFD)
+	// setns of a mount namespace wants a file system context of our own.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
-	defer unix.Close(host)
-	if err := mounts.MoveMirror(c.LevelDir); err != nil {
-		return err
+	if err := unix.Setns(c.TemplateFD, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("setns to the template: %w", err)
 	}
-	if err := setGroup(host, mounts.CgroupRoot); err != nil {
-		return err
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
 	}
-	return setGroup(RunDirFD, c.LevelDir)
+	_ = unix.Chdir(wd)
+	return nil
 }
 
-func setGroup(fd int, dir string) error {
-	err := mounts.JoinGroup(fd, dir)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		return fmt.Errorf("%w (MOVE_MOUNT_SET_GROUP needs Linux 5.15 or later)", err)
-	}
-	return err
+// attach mounts a clone the launcher made of one of the level's host
+// mounts (its run directory, its mirror) at dir. The clone is in the
+// mount's peer group: what the level mounts on it reaches the host.
+func attach(fd int, dir string) error {
+	defer unix.Close(fd)
+	return mounts.Attach(fd, dir)
 }
 
 func skipIfUserNS(do func(*Config) error) func(*Config) error {
@@ -119,9 +117,8 @@ func skipIfUserNS(do func(*Config) error) func(*Config) error {
 // itself is ours to change. Made private, the launcher (which holds
 // CAP_SYS_ADMIN over both namespaces) joins them to peer groups of its
 // own through /proc/PID/root with MOVE_MOUNT_SET_GROUP.
-func propagationUserNS(runDir string) error {
-	unix.Close(RunDirFD)
-	for _, dir := range []string{runDir, mounts.CgroupRoot} {
+func propagationUserNS(c *Config) error {
+	for _, dir := range []string{c.RunDir, mounts.CgroupRoot} {
 		if err := mounts.BindTree(dir, dir); err != nil {
 			return err
 		}

@@ -30,14 +30,14 @@ func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == Marker }
 
 // Main runs the init stage. It never returns: it execs the command or exits.
 func Main() {
-	if len(os.Args) == 4 && os.Args[1] == InPlaceArg {
+	if len(os.Args) == 3 && os.Args[1] == InPlaceArg {
 		mainInPlace()
 	}
 	sync := os.NewFile(SyncFD, "sync")
 	syncFile = sync
 	// ExtraFiles arrive without close-on-exec; the launcher learns that
 	// execve succeeded from the EOF this flag produces.
-	for _, fd := range []int{SyncFD, RunDirFD, JoinMountNSFD, JoinPIDNSFD} {
+	for _, fd := range []int{SyncFD, RunDirFD, MirrorFD, JoinPIDNSFD} {
 		unix.CloseOnExec(fd)
 	}
 	c, err := readConfig(sync)

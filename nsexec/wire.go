@@ -62,10 +62,12 @@ const (
 const (
 	SyncFD = 3 // SOCK_SEQPACKET to the launcher (not in ModeInPlace)
 
-	// ModeLevel, ModeUserLevel, ModeInPlace: O_PATH of the host's
-	// RUN/levels/NAME, whose peer group (and whose mirror's, cgroup/
-	// below it) the level's run directory and /sys/fs/cgroup join.
+	// ModeLevel: detached clones of the host's RUN/levels/NAME and of
+	// its mirror (RUN/levels/NAME/cgroup), in their peer groups, which
+	// the init stage attaches at RUN and /sys/fs/cgroup (ModeInPlace
+	// gets them, and the template, at the numbers in its Config).
 	RunDirFD = 4
+	MirrorFD = 5
 
 	// ModeJoin: the running level's namespaces.
 	JoinCgroupNSFD = 4
@@ -106,6 +108,12 @@ type Config struct {
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`
+	// RunDirFD and MirrorFD are the clones' numbers; TemplateFD, in
+	// ModeInPlace, the template's nsfs file, a copy of which becomes the
+	// level's mount namespace (a launcher forks the others from it).
+	RunDirFD   int `json:"run_dir_fd,omitempty"`
+	MirrorFD   int `json:"mirror_fd,omitempty"`
+	TemplateFD int `json:"template_fd,omitempty"`
 }
 
 // HostIDs are a user and group id of the host.
@@ -114,8 +122,8 @@ type HostIDs struct {
 	GID int `json:"gid"`
 }
 
-// InPlaceArg is argv[1] of an in-place init stage; argv[2] and argv[3]
-// are the config file's and the run directory's fd numbers.
+// InPlaceArg is argv[1] of an in-place init stage; argv[2] is the config
+// file's fd number.
 const InPlaceArg = "in-place"
 
 // Steps of the init stage, as they appear in messages.

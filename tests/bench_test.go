@@ -9,9 +9,10 @@ import (
 )
 
 // BenchmarkStartLatency times `cl-unshare -- /bin/true` (also with --exec,
-// and with --pid --mount-proc) beside util-linux `unshare --mount
-// --cgroup --fork /bin/true`, interleaved in one run so all see the same
-// machine, and reports the medians and their ratios to unshare's.
+// --pid --mount-proc and --user) beside util-linux `unshare --mount
+// --cgroup --fork /bin/true` (and unshare's own --pid --mount-proc and
+// --user --map-root-user), interleaved in one run so all see the same
+// machine, and reports the medians and each ratio to its unshare's.
 // Run it with `make bench`.
 func BenchmarkStartLatency(b *testing.B) {
 	if os.Geteuid() != 0 {
@@ -24,12 +25,16 @@ func BenchmarkStartLatency(b *testing.B) {
 	cmds := map[string][]string{
 		"cl-unshare": {bin, "--cgroup-parent", testParent, "--", "/bin/true"},
 		// --exec leaves the level for gc, which runs untimed after it.
-		"exec":    {bin, "--exec", "--cgroup-parent", testParent, "--", "/bin/true"},
-		"pid":     {bin, "--pid", "--mount-proc", "--cgroup-parent", testParent, "--", "/bin/true"},
-		"user":    {bin, "--user", "--cgroup-parent", testParent, "--", "/bin/true"},
-		"unshare": {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
+		"exec":         {bin, "--exec", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"pid":          {bin, "--pid", "--mount-proc", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"user":         {bin, "--user", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"unshare":      {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
+		"unshare-pid":  {unshare, "--mount", "--cgroup", "--fork", "--pid", "--mount-proc", "/bin/true"},
+		"unshare-user": {unshare, "--mount", "--cgroup", "--fork", "--user", "--map-root-user", "/bin/true"},
 	}
-	order := []string{"cl-unshare", "exec", "pid", "user", "unshare"}
+	order := []string{"cl-unshare", "exec", "pid", "user", "unshare", "unshare-pid", "unshare-user"}
+	// What each is measured against: unshare doing the same.
+	against := map[string]string{"cl-unshare": "unshare", "exec": "unshare", "pid": "unshare-pid", "user": "unshare-user"}
 	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -48,12 +53,11 @@ func BenchmarkStartLatency(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	un := median(times["unshare"])
 	for _, name := range order {
 		m := median(times[name])
 		b.ReportMetric(float64(m.Microseconds())/1000, name+"-ms")
-		if name != "unshare" {
-			b.ReportMetric(float64(m)/float64(un), name+"-ratio")
+		if base, ok := against[name]; ok {
+			b.ReportMetric(float64(m)/float64(median(times[base])), name+"-ratio")
 		}
 	}
 	b.ReportMetric(0, "ns/op")

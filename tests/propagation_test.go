@@ -135,4 +135,13 @@ func TestRunDir(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(run, "levels")); len(ents) != 0 {
 		t.Errorf("%s/levels not empty after exit: %v", run, ents)
 	}
+	// With no level left, gc takes the template and RUN's own mount.
+	if r := cmd(t, "--run-dir", run, "gc"); r.code != 0 || r.stdout != "" {
+		t.Errorf("gc --run-dir: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	for _, m := range mountLines(t, "self") {
+		if strings.HasPrefix(m, run+" ") || strings.HasPrefix(m, run+"/") {
+			t.Errorf("still mounted after gc: %s", m)
+		}
+	}
 }

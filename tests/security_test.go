@@ -413,6 +413,7 @@ func TestMirrorAndWalkBounds(t *testing.T) {
 		"while [ ! -e "+dir+"/grow ]; do sleep 0.01; done",
 		"mount -t tmpfs -o remount,size=100m t /run/cl-unshare/levels/grows && echo grown > "+dir+"/grown",
 		"sleep 600")...)...)
+	waitFileWithin(t, l, dir+"/links", 3*time.Minute) // 5,000 forks
 	pid := pidOf(t, l, dir+"/pid")
 	grows := filepath.Join(runDir, "levels", l.name, "levels", "grows")
 	onHost := func(p string) bool {

@@ -1,0 +1,152 @@
+package mounts
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// What statmount(2) is asked for, and the layout of its answer (Linux
+// 6.8's struct statmount; later kernels fill more of the same 512 bytes).
+const (
+	smSBBasic   = 0x1
+	smMntBasic  = 0x2
+	smMntRoot   = 0x8
+	smMntPoint  = 0x10
+	smFSType    = 0x20
+	smMntNSID   = 0x40 // Linux 6.11, as is smMntOpts: its presence says
+	smMntOpts   = 0x80 // that a missing smMntOpts means no options
+	smWant      = smSBBasic | smMntBasic | smMntRoot | smMntPoint | smFSType | smMntNSID | smMntOpts
+	smMust      = smWant &^ smMntOpts
+	smFixedSize = 512
+)
+
+type statmount struct {
+	Size, MntOpts         uint32
+	Mask                  uint64
+	Major, Minor          uint32
+	Magic                 uint64
+	SBFlags, FSType       uint32
+	MntID, ParentID       uint64
+	MntIDOld, ParentIDOld uint32
+	Attr, Propagation     uint64
+	PeerGroup, Master     uint64
+	PropagateFrom         uint64
+	MntRoot, MntPoint     uint32
+}
+
+// Subtree returns the mounts at and below dir, as /proc/self/mountinfo
+// would show them, without reading that file: its length grows with
+// every mount of the namespace (every level's mirror is one of the
+// host's), this with the mounts asked about. It fails with
+// ErrNoListmount where the kernel cannot tell a mount's options
+// (before Linux 6.11); the caller reads mountinfo then.
+func Subtree(dir string) ([]*mountinfo.Info, error) {
+	top, err := UniqueID(dir)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := IDs(top)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4096)
+	var out []*mountinfo.Info
+	for _, id := range append([]uint64{top}, ids...) {
+		m, err := statMount(id, &buf)
+		if errors.Is(err, unix.ENOENT) {
+			continue // unmounted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		if Under(m.Mountpoint, dir) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func statMount(id uint64, buf *[]byte) (*mountinfo.Info, error) {
+	req := struct {
+		size, spare  uint32
+		mntID, param uint64
+	}{size: 24, mntID: id, param: smWant}
+	for {
+		b := *buf
+		_, _, errno := unix.Syscall6(unix.SYS_STATMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+		switch errno {
+		case 0:
+			return decodeStatmount(b)
+		case unix.EOVERFLOW:
+			*buf = make([]byte, 2*len(b))
+			continue
+		case unix.ENOSYS:
+			return nil, ErrNoListmount
+		default:
+			return nil, &Error{Op: "statmount", Target: fmt.Sprint(id), Err: errno}
+		}
+	}
+}
+
+func decodeStatmount(b []byte) (*mountinfo.Info, error) {
+	sm := (*statmount)(unsafe.Pointer(&b[0]))
+	if sm.Mask&smMust != smMust || int(sm.Size) > len(b) || sm.Size < smFixedSize {
+		return nil, ErrNoListmount // an older kernel: no mount options
+	}
+	strs := b[smFixedSize:sm.Size]
+	str := func(off uint32) string {
+		if int(off) >= len(strs) {
+			return ""
+		}
+		s := strs[off:]
+		if i := bytes.IndexByte(s, 0); i >= 0 {
+			s = s[:i]
+		}
+		return string(s)
+	}
+	super := "rw"
+	if sm.SBFlags&unix.MS_RDONLY != 0 {
+		super = "ro"
+	}
+	if o := str(sm.MntOpts); sm.Mask&smMntOpts != 0 && o != "" {
+		super += "," + o
+	}
+	m := &mountinfo.Info{
+		ID: int(sm.MntIDOld), Parent: int(sm.ParentIDOld),
+		Major: int(sm.Major), Minor: int(sm.Minor),
+		Root: str(sm.MntRoot), Mountpoint: str(sm.MntPoint),
+		FSType: str(sm.FSType), VFSOptions: super, Options: attrOptions(sm.Attr),
+	}
+	var opt []string
+	if sm.Propagation&unix.MS_SHARED != 0 {
+		opt = append(opt, fmt.Sprintf("shared:%d", sm.PeerGroup))
+	}
+	if sm.Propagation&unix.MS_SLAVE != 0 {
+		opt = append(opt, fmt.Sprintf("master:%d", sm.Master))
+	}
+	m.Optional = strings.Join(opt, " ")
+	return m, nil
+}
+
+// attrOptions spells MOUNT_ATTR_* flags as mountinfo's per-mount options.
+func attrOptions(a uint64) string {
+	o := []string{"rw"}
+	if a&unix.MOUNT_ATTR_RDONLY != 0 {
+		o[0] = "ro"
+	}
+	for _, f := range []struct {
+		bit  uint64
+		name string
+	}{{unix.MOUNT_ATTR_NOSUID, "nosuid"}, {unix.MOUNT_ATTR_NODEV, "nodev"}, {unix.MOUNT_ATTR_NOEXEC, "noexec"}} {
+		if a&f.bit != 0 {
+			o = append(o, f.name)
+		}
+	}
+	return strings.Join(o, ",")
+}

@@ -1,0 +1,46 @@
+package mounts
+
+import (
+	"errors"
+	"testing"
+)
+
+// Subtree must say what mountinfo says of the same mounts.
+func TestSubtreeMatchesMountinfo(t *testing.T) {
+	for _, dir := range []string{"/", "/sys", CgroupRoot, "/proc"} {
+		got, err := Subtree(dir)
+		if errors.Is(err, ErrNoListmount) {
+			t.Skipf("kernel without listmount and statmount's mount options (Linux 6.11): %v", err)
+		}
+		if err != nil {
+			t.Fatalf("Subtree(%s): %v", dir, err)
+		}
+		all, err := Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		byID := map[int]int{}
+		for i, m := range all {
+			if Under(m.Mountpoint, dir) {
+				want++
+				byID[m.ID] = i
+			}
+		}
+		if len(got) != want {
+			t.Errorf("Subtree(%s): %d mounts, mountinfo has %d", dir, len(got), want)
+		}
+		for _, m := range got {
+			i, ok := byID[m.ID]
+			if !ok {
+				t.Errorf("Subtree(%s): mount %d at %s is not in mountinfo", dir, m.ID, m.Mountpoint)
+				continue
+			}
+			w := all[i]
+			if m.Parent != w.Parent || m.Major != w.Major || m.Minor != w.Minor || m.Root != w.Root ||
+				m.Mountpoint != w.Mountpoint || m.FSType != w.FSType || m.VFSOptions != w.VFSOptions || m.Optional != w.Optional {
+				t.Errorf("Subtree(%s): got\n%+v\nmountinfo has\n%+v", dir, *m, *w)
+			}
+		}
+	}
+}
