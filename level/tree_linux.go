@@ -49,6 +49,9 @@ type walker struct {
 	hs     []cgroup.Hierarchy // the caller's, for cgroup paths it reads
 	cg     []*mountinfo.Info  // the caller's mounts at and below /sys/fs/cgroup
 	all    []*mountinfo.Info  // the caller's whole mount table, if read
+	// at indexes all by every directory below RUN/levels they lie in, so
+	// that a list finds each level's mirror without a pass over all.
+	at map[string][]*mountinfo.Info
 }
 
 // newWalker reads what the caller's mount table says of cgroups. A
@@ -91,7 +94,7 @@ func below(infos []*mountinfo.Info, dir string) []*mountinfo.Info {
 // mirror: none if nothing is mounted there.
 func (w *walker) mountsAt(dir string) []*mountinfo.Info {
 	if w.all != nil {
-		return below(w.all, dir)
+		return w.indexed(dir)
 	}
 	if !mounted(dir) {
 		return nil
@@ -101,9 +104,24 @@ func (w *walker) mountsAt(dir string) []*mountinfo.Info {
 		if w.all, err = mounts.Current(); err != nil {
 			return nil
 		}
-		return below(w.all, dir)
+		return w.indexed(dir)
 	}
 	return ms
+}
+
+// indexed returns the mounts of the whole table at and below dir, a
+// directory below RUN/levels.
+func (w *walker) indexed(dir string) []*mountinfo.Info {
+	if w.at == nil {
+		w.at = map[string][]*mountinfo.Info{}
+		levels := filepath.Join(w.runDir, "levels")
+		for _, m := range w.all {
+			for p := m.Mountpoint; mounts.Under(p, levels) && p != levels; p = filepath.Dir(p) {
+				w.at[p] = append(w.at[p], m)
+			}
+		}
+	}
+	return w.at[dir]
 }
 
 // tops returns the levels started from runDir, with their nested levels.
