@@ -27,7 +27,8 @@ import (
 //
 // KEY is the template's make and this binary: a new cl-unshare never
 // clones from an older one's template. A template that no longer fits
-// (the launcher's /sys/fs/cgroup changed, or something reached RUN) is
+// (a mount outside RUN was made or unmounted on the host since, which a
+// private mount would not pass on to it, or something reached RUN) is
 // made again; gc removes them when no level is left.
 const templateVersion = "1"
 
