@@ -21,15 +21,17 @@ type Report struct {
 	Features    map[string]bool   `json:"features"`
 	Enforcement string            `json:"enforcement"`
 	Bases       map[string]string `json:"level_parents"` // hierarchy -> where levels would go
-	CanStart    bool              `json:"can_start"`
-	Problems    []string          `json:"problems"`
+	// Capacity says how many more levels each kernel limit lets start.
+	Capacity []Room   `json:"capacity"`
+	CanStart bool     `json:"can_start"`
+	Problems []string `json:"problems"`
 }
 
 // Check reports the cgroup layout, the kernel features cl-unshare uses,
 // how "cannot raise its limits" would be enforced, and whether a level can
 // be started from here; Problems says why not.
 func Check() Report {
-	r := Report{Features: map[string]bool{}, Bases: map[string]string{}, Problems: []string{}}
+	r := Report{Features: map[string]bool{}, Bases: map[string]string{}, Problems: []string{}, Capacity: []Room{}}
 	r.checkKernel()
 	infos, err := mounts.Current()
 	if err != nil {
@@ -37,10 +39,11 @@ func Check() Report {
 		return finish(r)
 	}
 	r.Features["nsdelegate"] = nsDelegate(infos)
-	if l, err := mounts.LayoutFromMounts(infos); err != nil {
+	layout, err := mounts.LayoutFromMounts(infos)
+	if err != nil {
 		r.problem("cgroup layout: %v", err)
 	} else {
-		r.Layout = l.Kind
+		r.Layout = layout.Kind
 	}
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
@@ -59,6 +62,14 @@ func Check() Report {
 		v1, v2 = v1 || !h.V2(), v2 || h.V2()
 	}
 	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with Config.User: " + enforcement(true, false, false, false) + ")"
+	if err == nil {
+		r.Capacity = capacity(layout, hs, len(infos))
+		for _, c := range r.Capacity {
+			if c.Levels == 0 {
+				r.problem("no room for a level: %s is %d and %d are used, %d a level", c.Limit, c.Max, c.Used, c.PerLevel)
+			}
+		}
+	}
 	return finish(r)
 }
 

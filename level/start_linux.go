@@ -144,11 +144,14 @@ func (l *Level) build(cfg Config, pid int) (mounts.Layout, error) {
 	if layout, err = hostLayout(infos); err != nil {
 		return layout, err
 	}
+	if err := roomForMounts(layout); err != nil {
+		return layout, err
+	}
 	if err := l.createCgroups(cfg, infos, pid); err != nil {
 		return layout, err
 	}
 	if err := l.makeRunDir(cfg); err != nil {
-		return layout, err
+		return layout, mountLimit(err, layout)
 	}
 	if cfg.User {
 		if err := l.handOver(cfg); err != nil {

@@ -273,6 +273,9 @@ func checkCmd(c *cli.Context, code *exitCode) error {
 			fmt.Fprintf(w, "levels go:    %-14s under %s\n", h, r.Bases[h])
 		}
 		fmt.Fprintf(w, "enforcement:  %s\n", r.Enforcement)
+		for _, c := range r.Capacity {
+			fmt.Fprintf(w, "room:         %d more levels before %s (%d of %d used, %d a level)\n", c.Levels, c.Limit, c.Used, c.Max, c.PerLevel)
+		}
 		fmt.Fprintf(w, "can start:    %v\n", r.CanStart)
 	}
 	if !r.CanStart {

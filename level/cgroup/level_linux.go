@@ -181,6 +181,9 @@ func (d *Dirs) mkdir(dir string) error {
 		if errors.Is(err, os.ErrExist) && dir == d.Outer {
 			return &ExistsError{Path: d.Outer}
 		}
+		if l := limitError(d.Mount, dir, err); l != nil && d.V2() {
+			return l
+		}
 		return fmt.Errorf("create cgroup %s: %w", dir, unwrapPath(err))
 	}
 	d.made = append(d.made, dir)
@@ -247,12 +250,31 @@ func (d *Dirs) prepare(dir string) error {
 	if d.V2() || !d.Has("cpuset") {
 		return nil
 	}
+	unbalance(d.Mount, dir)
 	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 		if err := readyCpuset(dir, f, d.Mount); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unbalance turns off cpuset.sched_load_balance in a fresh v1 cpuset
+// whose hierarchy root balances. Writing cpus to a cpuset that balances,
+// and removing one, rebuilds the scheduler domains, at a cost that grows
+// with every cpuset and task on the host (every level's); while the root
+// balances all its CPUs as one domain, no descendant's flag changes the
+// domains (Documentation/admin-guide/cgroup-v1/cpusets.rst, 1.7), so the
+// rebuilds are for nothing. Where the root does not balance (an admin's
+// partitioning, or inside a level, whose root is such a cpuset), the
+// flag is left as the kernel made it. Best effort: it changes no limit.
+func unbalance(root, dir string) {
+	if v, err := ReadFile(dir, "cpuset.cpus"); err != nil || v != "" {
+		return // not fresh: changing the flag now would rebuild them
+	}
+	if v, err := ReadFile(root, "cpuset.sched_load_balance"); err == nil && v == "1" {
+		_ = WriteFile(dir, "cpuset.sched_load_balance", "0")
+	}
 }
 
 func readyCpuset(dir, f, top string) error {
