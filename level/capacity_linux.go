@@ -3,8 +3,6 @@ package level
 import (
 	"errors"
 	"fmt"
-	"os"
-	"unsafe"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
@@ -22,34 +20,6 @@ type Room struct {
 
 func room(limit string, most, used, per int) Room {
 	return Room{Limit: limit, Max: most, Used: used, PerLevel: per, Levels: max(0, (most-used)/per)}
-}
-
-// nsMntGetInfo is NS_MNT_GET_INFO, _IOR(0xb7, 10, struct mnt_ns_info):
-// the number of mounts in a mount namespace, without listing them
-// (Linux 6.12).
-const nsMntGetInfo = 0x8010b70a
-
-// mountCount is the number of mounts in the caller's mount namespace,
-// where the kernel can count them without the mount table, whose text
-// grows with every level: ErrNoListmount before Linux 6.8.
-func mountCount() (int, error) {
-	f, err := os.Open("/proc/thread-self/ns/mnt")
-	if err == nil {
-		info := struct {
-			size, nrMounts uint32
-			id             uint64
-		}{size: 16}
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), nsMntGetInfo, uintptr(unsafe.Pointer(&info)))
-		f.Close()
-		if errno == 0 {
-			return int(info.nrMounts), nil
-		}
-	}
-	ids, err := mounts.IDs(0)
-	if err != nil {
-		return 0, err
-	}
-	return len(ids), nil
 }
 
 // mountsPerLevel is how many mounts a level adds to the namespace it is
@@ -76,7 +46,7 @@ func mountRoom(used, per int) Room {
 // the start learns of the limit from its run directory's mounts instead
 // (mountLimit).
 func roomForMounts(l mounts.Layout) error {
-	n, err := mountCount()
+	n, err := mounts.Count()
 	if err != nil {
 		return nil
 	}
@@ -92,7 +62,7 @@ func mountLimit(err error, l mounts.Layout) error {
 	if !errors.Is(err, unix.ENOSPC) {
 		return err
 	}
-	n, cerr := mountCount()
+	n, cerr := mounts.Count()
 	if cerr != nil {
 		infos, _ := mounts.Current()
 		n = len(infos)

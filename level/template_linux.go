@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/cl-unshare/cl-unshare/mounts"
@@ -127,8 +128,8 @@ func openPin(pin, runDir string) (*os.File, error) {
 	}
 	was, err := os.ReadFile(pin + ".base")
 	if err == nil {
-		var now string
-		if now, err = baseMounts(runDir); err == nil && now != string(was) {
+		var same bool
+		if same, err = sameBase(runDir, string(was)); err == nil && !same {
 			err = errors.New("the host's mounts changed")
 		}
 	}
@@ -170,6 +171,44 @@ func baseMounts(runDir string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// sameBase reports whether the mounts outside RUN are still those of
+// was, a record baseMounts made, without listing them all as it does:
+// the kernel counts a namespace's mounts, RUN's are listed (they are
+// most of them, and that is one pass) and each recorded one is looked
+// up. The same number, all of the old still there, is the same set.
+func sameBase(runDir, was string) (bool, error) {
+	total, err := mounts.Count()
+	if errors.Is(err, mounts.ErrNoListmount) {
+		now, err := baseFromMountinfo(runDir)
+		return now == was, err
+	}
+	if err != nil {
+		return false, err
+	}
+	run, err := mounts.UniqueID(runDir)
+	if err != nil {
+		return false, err
+	}
+	levels, err := mounts.IDs(run)
+	if err != nil {
+		return false, err
+	}
+	old := strings.Fields(was)
+	if total-len(levels)-1 != len(old) {
+		return false, nil
+	}
+	for _, f := range old {
+		id, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return false, nil // a record of baseFromMountinfo's
+		}
+		if ok, err := mounts.Exists(id); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func baseFromMountinfo(runDir string) (string, error) {
