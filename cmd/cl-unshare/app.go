@@ -7,7 +7,9 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
+	"github.com/cl-unshare/cl-unshare/internal/resident"
 	"github.com/cl-unshare/cl-unshare/level"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -221,6 +223,10 @@ func superviseWith(start func() (process, error)) (int, error) {
 	if err != nil {
 		return exitFailure, err
 	}
+	// A level that outlives its start gives back what setting up took;
+	// one that ends at once never pays for it.
+	trim := time.AfterFunc(time.Second, resident.Trim)
+	defer trim.Stop()
 	done := make(chan struct{})
 	go func() {
 		for {
