@@ -317,10 +317,30 @@ func sweep(runDir string, done *[]string) error {
 			}
 		}
 	}
+	removePartial(runDir, done)
 	if left, err := stateNames(runDir); err != nil || len(left) > 0 {
 		return err
 	}
 	return removeTemplates(runDir)
+}
+
+// removePartial removes the half-written records (writeState's .tmp)
+// of supervisors killed while writing: those whose level has no record
+// or a supervisor that is gone. The caller holds the state lock.
+func removePartial(runDir string, done *[]string) {
+	ents, _ := os.ReadDir(stateDir(runDir))
+	for _, e := range ents {
+		n, ok := strings.CutSuffix(e.Name(), ".json.tmp")
+		if !ok || ValidateName(n) != nil || !e.Type().IsRegular() {
+			continue
+		}
+		if s, err := readState(runDir, n); err == nil && s.Supervisor.Alive() {
+			continue
+		}
+		if os.Remove(filepath.Join(stateDir(runDir), e.Name())) == nil {
+			*done = append(*done, fmt.Sprintf("removed %s (a record its supervisor did not finish writing)", e.Name()))
+		}
+	}
 }
 
 // collectTop collects the level name of runDir if its supervisor is gone,

@@ -145,10 +145,13 @@ func (st *stage) release(c *nsexec.Config, join func(pid int) error, req nsexec.
 	if err := failpoint.At("release"); err != nil {
 		return err
 	}
-	if err := nsexec.SendConfig(st.sock, c); err != nil {
-		return err
+	err := nsexec.SendConfig(st.sock, c)
+	if err == nil {
+		err = nsexec.WaitWith(st.sock, req)
 	}
-	err := nsexec.WaitWith(st.sock, req)
+	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		err = nsexec.ErrDied // killed under us: a kill of the level, say
+	}
 	if errors.Is(err, nsexec.ErrDied) {
 		// Its end of the socket is closed: it is gone or going.
 		st.wait()

@@ -76,6 +76,33 @@ func claimState(runDir string, s *State) error {
 	if err := os.Mkdir(stateDir(runDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// The record is written to an unnamed file and linked into place,
+	// which fails if the name is taken: a start killed at any moment
+	// leaves either no record or a whole one, never an empty file that
+	// no gc could read.
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(stateDir(runDir), os.O_WRONLY|unix.O_TMPFILE, 0o600)
+	if err != nil {
+		return claimNamed(runDir, s) // a filesystem without O_TMPFILE
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write state %s: %w", statePath(runDir, s.Name), err)
+	}
+	err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.AT_FDCWD, statePath(runDir, s.Name), unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EEXIST) {
+		return os.ErrExist
+	} else if err != nil {
+		return fmt.Errorf("write state %s: %w", statePath(runDir, s.Name), err)
+	}
+	return nil
+}
+
+// claimNamed claims the name with an empty file, then writes it.
+func claimNamed(runDir string, s *State) error {
 	f, err := os.OpenFile(statePath(runDir, s.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
