@@ -6,7 +6,7 @@ BIN     := bin/cl-unshare
 TAGS    := urfave_cli_no_docs
 UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/...
 
-.PHONY: all build install test test-vm unit integration bench lint clean verify-deps fuzz
+.PHONY: all build install test test-vm unit integration bench stress lint clean verify-deps fuzz
 
 all: build
 
@@ -36,6 +36,13 @@ BENCH_LEVELS ?= 0,100,500
 bench:
 	$(GO) test -run '^$$' -bench StartLatency -benchtime 100x ./tests
 	CL_BENCH_LEVELS=$(BENCH_LEVELS) $(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 30m ./tests
+
+# Churn: STRESS_LEVELS levels, 20 at a time, each ended at a random
+# moment in one of the ways a level ends; then gc, and a list of what is
+# left (must be nothing). Needs root.
+STRESS_LEVELS ?= 1000
+stress: build
+	$(GO) run ./tests/stress -bin $(BIN) -levels $(STRESS_LEVELS)
 
 # Each fuzz target for FUZZTIME (their seeds run with the unit tests).
 FUZZTIME ?= 30s
