@@ -113,6 +113,7 @@ func Find(runDir, name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.mirrors = true
 	return w.find(name, false)
 }
 
@@ -130,6 +131,7 @@ func Inspect(runDir, name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.mirrors = true
 	i, err := w.find(name, true)
 	if err != nil || i.Invalid != "" {
 		return i, err
@@ -240,7 +242,11 @@ func Freeze(runDir, name string, freeze bool) error {
 
 // findCgroups finds a level and adopts its cgroups.
 func findCgroups(runDir, name string) (*cgroup.Level, error) {
-	i, err := Find(runDir, name)
+	w, err := newWalker(runDir, false)
+	if err != nil {
+		return nil, err
+	}
+	i, err := w.find(name, false)
 	if i, err = usable(name, i, err); err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ type walker struct {
 	hs     []cgroup.Hierarchy // the caller's, for cgroup paths it reads
 	cg     []*mountinfo.Info  // the caller's mounts at and below /sys/fs/cgroup
 	all    []*mountinfo.Info  // the caller's whole mount table, if read
+	// mirrors says to describe each level's mirror mounts: list and
+	// inspect show them, kill, freeze and exec do not need them.
+	mirrors bool
 	// at indexes all by every directory below RUN/levels they lie in, so
 	// that a list finds each level's mirror without a pass over all.
 	at map[string][]*mountinfo.Info
@@ -60,10 +63,10 @@ type walker struct {
 // kernel can list them (Linux 6.11): the table holds every level's
 // mirror, so reading it would cost more with every level running.
 func newWalker(runDir string, every bool) (*walker, error) {
-	w := &walker{runDir: runDir}
+	w := &walker{runDir: runDir, mirrors: every}
 	var err error
 	if !every {
-		w.cg, err = mounts.Subtree(mounts.CgroupRoot)
+		w.cg, err = mounts.CgroupMounts()
 	}
 	if every || err != nil {
 		if w.all, err = mounts.Current(); err != nil {
@@ -492,6 +495,9 @@ func (w *walker) describe(i *Info) {
 		i.State = Orphaned
 	default:
 		i.State = Exited
+	}
+	if !w.mirrors {
+		return
 	}
 	for _, m := range w.mountsAt(filepath.Join(i.dir, "cgroup")) {
 		i.MirrorMounts++

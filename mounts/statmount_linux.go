@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"unsafe"
 
@@ -149,4 +151,57 @@ func attrOptions(a uint64) string {
 		}
 	}
 	return strings.Join(o, ",")
+}
+
+// CgroupMounts returns the mounts that make the caller's cgroup layout:
+// the one at /sys/fs/cgroup and, where that is a tmpfs (hybrid, legacy),
+// the ones at its entries, as mountinfo would show them. It looks up
+// each by path, so its cost does not grow with the namespace's other
+// mounts, as a listmount's does (the kernel walks them all). It fails
+// with ErrNoListmount before Linux 6.11.
+func CgroupMounts() ([]*mountinfo.Info, error) {
+	buf := make([]byte, 4096)
+	top, err := mountAt(CgroupRoot, &buf)
+	if err != nil {
+		return nil, err
+	}
+	out := []*mountinfo.Info{top}
+	if top.FSType != "tmpfs" {
+		return out, nil // cgroup2 (or one v1 hierarchy) at the root itself
+	}
+	ents, err := os.ReadDir(CgroupRoot)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue // a symlink such as cpu -> cpu,cpuacct
+		}
+		m, err := mountAt(filepath.Join(CgroupRoot, e.Name()), &buf)
+		if errors.Is(err, errNotMountPoint) || errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+var errNotMountPoint = errors.New("not a mount point")
+
+// mountAt describes the mount at path, which must be a mount point.
+func mountAt(path string, buf *[]byte) (*mountinfo.Info, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID_UNIQUE, &st); err != nil {
+		return nil, &Error{Op: "statx", Target: path, Err: err}
+	}
+	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return nil, ErrNoListmount
+	}
+	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || st.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return nil, errNotMountPoint
+	}
+	return statMount(st.Mnt_id, buf)
 }

@@ -2,6 +2,8 @@ package mounts
 
 import (
 	"errors"
+	"fmt"
+	"path"
 	"testing"
 )
 
@@ -42,5 +44,34 @@ func TestSubtreeMatchesMountinfo(t *testing.T) {
 				t.Errorf("Subtree(%s): got\n%+v\nmountinfo has\n%+v", dir, *m, *w)
 			}
 		}
+	}
+}
+
+// CgroupMounts must find what mountinfo shows at /sys/fs/cgroup and its
+// entries, the same way.
+func TestCgroupMountsMatchMountinfo(t *testing.T) {
+	got, err := CgroupMounts()
+	if errors.Is(err, ErrNoListmount) {
+		t.Skipf("kernel without statmount's mount options (Linux 6.11): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, m := range all { // the last mounted at a path is the one seen
+		if m.Mountpoint == CgroupRoot || path.Dir(m.Mountpoint) == CgroupRoot {
+			want[m.Mountpoint] = m.FSType + " " + m.Root + " " + m.VFSOptions
+		}
+	}
+	have := map[string]string{}
+	for _, m := range got {
+		have[m.Mountpoint] = m.FSType + " " + m.Root + " " + m.VFSOptions
+	}
+	if fmt.Sprint(have) != fmt.Sprint(want) {
+		t.Errorf("CgroupMounts:\n%v\nmountinfo:\n%v", have, want)
 	}
 }
