@@ -92,6 +92,14 @@ func main() {
 	second := r.gc()
 
 	fmt.Printf("stress: %d levels, %d at a time, in %.1f s\n", *n, *at, churn.Seconds())
+	if !r.report(first, left, second) {
+		os.Exit(1)
+	}
+}
+
+// report prints what happened and what is left; it says whether that is
+// nothing.
+func (r *run) report(first, left, second []string) bool {
 	for _, e := range endings {
 		fmt.Printf("  %-15s %d\n", e, r.count[e])
 	}
@@ -114,9 +122,7 @@ func main() {
 		fmt.Println("second gc:", l)
 	}
 	fmt.Printf("left behind: %d; second gc: %d lines; failures: %d\n", len(left), len(second), len(r.failures))
-	if len(left) > 0 || len(second) > 0 || len(r.failures) > 0 {
-		os.Exit(1)
-	}
+	return len(left) == 0 && len(second) == 0 && len(r.failures) == 0
 }
 
 // one starts level i and ends it after d in the given way.
@@ -153,6 +159,27 @@ func (r *run) one(i int, ending string, d time.Duration) {
 	case <-done:
 	case <-timer:
 	}
+	r.end(c, name, ending, pidFile, done)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		r.fail("%s (%s): supervisor still running 30 s after its end", name, ending)
+		c.Process.Kill()
+		<-done
+	}
+	b, _ := os.ReadFile(out.Name())
+	if strings.Contains(string(b), "panic") || strings.Contains(string(b), "left behind") {
+		r.fail("%s (%s): %s", name, ending, b)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" {
+			r.said(ending, l)
+		}
+	}
+}
+
+// end ends level name, whose supervisor is c, the given way.
+func (r *run) end(c *exec.Cmd, name, ending, pidFile string, done chan struct{}) {
 	switch ending {
 	case "sigterm-super":
 		c.Process.Signal(syscall.SIGTERM)
@@ -174,22 +201,6 @@ func (r *run) one(i int, ending string, d time.Duration) {
 				continue
 			}
 			break
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		r.fail("%s (%s): supervisor still running 30 s after its end", name, ending)
-		c.Process.Kill()
-		<-done
-	}
-	b, _ := os.ReadFile(out.Name())
-	if strings.Contains(string(b), "panic") || strings.Contains(string(b), "left behind") {
-		r.fail("%s (%s): %s", name, ending, b)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if l != "" {
-			r.said(ending, l)
 		}
 	}
 }
