@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"golang.org/x/sys/unix"
@@ -63,6 +64,11 @@ type Config struct {
 	// /sys/fs/cgroup and run directory, which the host's mirror is copied
 	// from (mirror.DefaultMax if 0); a level over it is stopped.
 	MirrorMax int
+	// Timeout, if above 0, stops the level once it has run that long,
+	// as timeout(1) does: SIGTERM to every process of it, then SIGKILL
+	// after KillAfter (DefaultKillAfter if 0). Wait's *StoppedError then
+	// has Code 124, or 137 if SIGKILL was needed. It needs a supervisor.
+	Timeout, KillAfter time.Duration
 }
 
 // FieldError is an error in one field of a Config or JoinConfig. Field
@@ -156,6 +162,15 @@ func (c *Config) validateUser() error {
 		if err != nil {
 			return &FieldError{m.field, err}
 		}
+	}
+	if c.Timeout < 0 {
+		return fieldErr("Config.Timeout", "invalid duration %s (use one above 0, such as 30s or 5m)", c.Timeout)
+	}
+	if c.KillAfter < 0 {
+		return fieldErr("Config.KillAfter", "invalid duration %s (use one above 0, such as 10s)", c.KillAfter)
+	}
+	if c.KillAfter > 0 && c.Timeout == 0 {
+		return fieldErr("Config.KillAfter", "needs Config.Timeout")
 	}
 	if c.MirrorMax < 0 {
 		return fieldErr("Config.MirrorMax", "invalid count %d", c.MirrorMax)

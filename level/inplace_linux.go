@@ -28,8 +28,8 @@ func ExecInPlace(cfg Config) (err error) {
 	if cfg.PID {
 		return fieldErr("ExecInPlace", "cannot be combined with Config.PID: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop ExecInPlace to run it under a supervisor)")
 	}
-	if cfg.KillSignal != 0 || cfg.StatusFD > 0 {
-		return fieldErr("ExecInPlace", "cannot be combined with Config.KillSignal or Config.StatusFD, which need a supervisor")
+	if cfg.KillSignal != 0 || cfg.StatusFD > 0 || cfg.Timeout > 0 {
+		return fieldErr("ExecInPlace", "cannot be combined with Config.KillSignal, Config.StatusFD or Config.Timeout, which need a supervisor (under systemd, RuntimeMaxSec= is the unit's time limit)")
 	}
 	me := self()
 	// The process is its own supervisor: alive exactly as long as CMD.

@@ -43,6 +43,9 @@ type StoppedError struct {
 	Name   string
 	Why    string
 	Status syscall.WaitStatus
+	// Code, if not 0, is the exit code that says why (124 for a level
+	// that ran past Config.Timeout, as timeout(1)); else CMD's status.
+	Code int
 }
 
 func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: " + e.Why }
@@ -54,13 +57,18 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
 	err := l.Close()
-	if rerr := l.report(exitEvent(l.Name, ws)); err == nil {
+	l.mu.Lock()
+	stopped, code := l.stopped, l.stoppedCode
+	l.mu.Unlock()
+	e := exitEvent(l.Name, ws)
+	if code == timeoutCode || code == timeoutKilledCode {
+		e.How, e.ExitCode = "timeout", &code
+	}
+	if rerr := l.report(e); err == nil {
 		err = rerr
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped != "" {
-		err = errors.Join(&StoppedError{l.Name, l.stopped, ws}, err)
+	if stopped != "" {
+		err = errors.Join(&StoppedError{l.Name, stopped, ws, code}, err)
 	}
 	return ws, err
 }
@@ -78,6 +86,9 @@ const ExitFailure = exitcode.Failure
 func ErrorCode(err error) int {
 	var stopped *StoppedError
 	if errors.As(err, &stopped) {
+		if stopped.Code != 0 {
+			return stopped.Code
+		}
 		return exitcode.Of(stopped.Status)
 	}
 	var se *StepError
@@ -100,6 +111,9 @@ func (l *Level) Close() error {
 	}
 	if l.done != nil {
 		close(l.done)
+	}
+	if l.untimed != nil {
+		close(l.untimed)
 	}
 	var errs []error
 	if l.cgroups != nil {

@@ -51,7 +51,11 @@ type Level struct {
 	cgroups  *cgroup.Level
 	mu       sync.Mutex // closed is read by StartContext's watcher
 	closed   bool
-	stopped  string // why the mirror stopped the level, if it did
+	stopped  string // why cl-unshare stopped the level, if it did
+	// stoppedCode is the exit code that says so (0: the command's own),
+	// and untimed, closed by Close, ends the wait for Config.Timeout.
+	stoppedCode int
+	untimed     chan struct{}
 	// prepared is the thread a --user level was cloned from, and mirror
 	// what copies its cgroup mounts to the host.
 	prepared *prepared
@@ -101,6 +105,9 @@ func Start(cfg Config) (_ *Level, err error) {
 		if err := l.startWatch(cfg.KillSignal); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Timeout > 0 {
+		l.startTimeout(cfg)
 	}
 	l.statusFD = cfg.StatusFD
 	if err := l.report(readyEvent(l)); err != nil {

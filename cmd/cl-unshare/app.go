@@ -86,6 +86,8 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "leaf", Usage: "on cgroup v2, start the level's processes in `NAME` below its root, which then hands its controllers down (default init)"},
 		&cli.BoolFlag{Name: "no-leaf", Usage: "on cgroup v2, keep the level's processes in its root (which then cannot enable controllers for children)"},
 		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
+		&cli.StringFlag{Name: "timeout", Usage: "stop the level once it has run `DUR` (30s, 5m): SIGTERM, then SIGKILL after --kill-after; exit 124, as timeout(1)"},
+		&cli.StringFlag{Name: "kill-after", Usage: "with --timeout: SIGKILL what is left `DUR` after the SIGTERM (default 10s)"},
 	}
 }
 
@@ -169,6 +171,8 @@ var valueFlags = []struct {
 	{"map-users", "Config.UIDMap", func(cfg *level.Config, v string) error { return parseMap(&cfg.UIDMap, v, "/etc/subuid") }},
 	{"map-groups", "Config.GIDMap", func(cfg *level.Config, v string) error { return parseMap(&cfg.GIDMap, v, "/etc/subgid") }},
 	{"kill-child", "Config.KillSignal", func(cfg *level.Config, v string) (err error) { cfg.KillSignal, err = parseSignal(v); return }},
+	{"timeout", "Config.Timeout", func(cfg *level.Config, v string) (err error) { cfg.Timeout, err = parseDuration(v); return }},
+	{"kill-after", "Config.KillAfter", func(cfg *level.Config, v string) (err error) { cfg.KillAfter, err = parseDuration(v); return }},
 }
 
 // parseMap parses an id map; an empty one leaves the default.
@@ -181,6 +185,21 @@ func parseMap(to *level.IDMap, v, subids string) error {
 		*to = m
 	}
 	return err
+}
+
+// parseDuration reads a time as timeout(1) and Go do: "30s", "5m",
+// "1h30m", or a number of seconds ("90", "0.5"). It must be above 0.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if f, ferr := strconv.ParseFloat(s, 64); ferr == nil && f < 1e9 {
+			d, err = time.Duration(f*float64(time.Second)), nil
+		}
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid duration %q (use a time above 0 with s, m or h: 30s, 5m, 1h)", s)
+	}
+	return d, nil
 }
 
 func parseUint(s, what string, lo, hi uint64) (uint64, error) {

@@ -29,6 +29,8 @@ var flagOf = map[string]string{
 	"Config.Leaf":         "--leaf",
 	"Config.NoLeaf":       "--no-leaf",
 	"Config.MirrorMax":    "--mirror-max",
+	"Config.Timeout":      "--timeout",
+	"Config.KillAfter":    "--kill-after",
 	"Limits.Memory":       "--memory",
 	"Limits.CPUs":         "--cpus",
 	"Limits.CPUWeight":    "--cpu-weight",
