@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/internal/exitcode"
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"golang.org/x/sys/unix"
 )
@@ -56,11 +57,20 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 // down.
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
+	var spent *Spent
+	if l.cgroups != nil {
+		s := l.cgroups.Spent() // before Close removes the cgroups
+		spent = &s
+	}
 	err := l.Close()
 	l.mu.Lock()
 	stopped, code := l.stopped, l.stoppedCode
 	l.mu.Unlock()
 	e := exitEvent(l.Name, ws)
+	e.Usage = spent
+	l.mu.Lock()
+	l.spent = spent
+	l.mu.Unlock()
 	if code == timeoutCode || code == timeoutKilledCode {
 		e.How, e.ExitCode = "timeout", &code
 	}
@@ -71,6 +81,17 @@ func (l *Level) Wait() (syscall.WaitStatus, error) {
 		err = errors.Join(&StoppedError{l.Name, stopped, ws, code}, err)
 	}
 	return ws, err
+}
+
+// Spent is what a level used, as its command ended.
+type Spent = cgroup.Spent
+
+// Spent returns what the level used, read from its outer cgroups when
+// its command ended (nil before Wait returns).
+func (l *Level) Spent() *Spent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spent
 }
 
 // ExitCode maps a wait status the way shells do: the code, or 128+signal.

@@ -56,6 +56,7 @@ type Level struct {
 	// and untimed, closed by Close, ends the wait for Config.Timeout.
 	stoppedCode int
 	untimed     chan struct{}
+	spent       *Spent // what it used, once Wait has read it
 	// prepared is the thread a --user level was cloned from, and mirror
 	// what copies its cgroup mounts to the host.
 	prepared *prepared

@@ -23,6 +23,7 @@ type Event struct {
 	ExitCode *int   `json:"exit_code,omitempty"` // shell convention: code, or 128+signal
 	How      string `json:"how,omitempty"`       // "exited" or "killed"
 	Signal   string `json:"signal,omitempty"`    // the signal that killed CMD
+	Usage    *Spent `json:"usage,omitempty"`     // what the level used, at CMD's end
 }
 
 func readyEvent(l *Level) Event {

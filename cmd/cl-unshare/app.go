@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,9 +51,12 @@ func newApp(code *exitCode) *cli.App {
 				return err
 			}
 			if c.Bool("exec") {
+				if c.Bool("stats") {
+					return &level.FieldError{Field: "ExecInPlace", Err: errors.New("cannot be combined with --stats, which needs a supervisor")}
+				}
 				return level.ExecInPlace(cfg) // returns only on failure
 			}
-			n, err := supervise(cfg)
+			n, err := supervise(cfg, c.Bool("stats"))
 			*code = exitCode(n)
 			return err
 		},
@@ -88,6 +92,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
 		&cli.StringFlag{Name: "timeout", Usage: "stop the level once it has run `DUR` (30s, 5m): SIGTERM, then SIGKILL after --kill-after; exit 124, as timeout(1)"},
 		&cli.StringFlag{Name: "kill-after", Usage: "with --timeout: SIGKILL what is left `DUR` after the SIGTERM (default 10s)"},
+		&cli.BoolFlag{Name: "stats", Usage: "when CMD ends, print what the level used (CPU time, memory peak, tasks peak, IO) on one line of stderr"},
 	}
 }
 
@@ -225,9 +230,56 @@ type process interface {
 }
 
 // supervise starts the level, forwards signals to CMD until it exits,
-// tears the level down and returns CMD's exit code.
-func supervise(cfg level.Config) (int, error) {
-	return superviseWith(func() (process, error) { return level.Start(cfg) })
+// tears the level down and returns CMD's exit code; with stats, it says
+// what the level used, as systemd-run --wait does.
+func supervise(cfg level.Config, stats bool) (int, error) {
+	var l *level.Level
+	n, err := superviseWith(func() (process, error) {
+		var err error
+		l, err = level.Start(cfg)
+		return l, err
+	})
+	if stats && l != nil && l.Spent() != nil {
+		fmt.Fprintf(os.Stderr, "cl-unshare: level %s: %s\n", l.Name, spentLine(l.Spent()))
+	}
+	return n, err
+}
+
+// spentLine says what a level used, leaving out what this host does
+// not count.
+func spentLine(s *level.Spent) string {
+	var parts []string
+	if s.CPUUserUsec != nil && s.CPUSystemUsec != nil {
+		parts = append(parts, fmt.Sprintf("CPU %.3fs user, %.3fs system", float64(*s.CPUUserUsec)/1e6, float64(*s.CPUSystemUsec)/1e6))
+	}
+	if s.MemoryPeakBytes != nil {
+		parts = append(parts, "memory peak "+humanBytes(*s.MemoryPeakBytes))
+	}
+	if s.TasksPeak != nil {
+		parts = append(parts, fmt.Sprintf("tasks peak %d", *s.TasksPeak))
+	}
+	if s.IOReadBytes != nil && s.IOWriteBytes != nil {
+		parts = append(parts, fmt.Sprintf("IO %s read, %s written", humanBytes(*s.IOReadBytes), humanBytes(*s.IOWriteBytes)))
+	}
+	if len(parts) == 0 {
+		return "no usage counted here"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// humanBytes spells n in the units --memory takes (powers of 1024).
+func humanBytes(n int64) string {
+	f, unit := float64(n), ""
+	for _, u := range []string{"K", "M", "G", "T"} {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	if unit == "" {
+		return fmt.Sprintf("%dB", n)
+	}
+	return fmt.Sprintf("%.1f%s", f, unit)
 }
 
 // superviseWith starts a process, forwards signals to it until it exits
