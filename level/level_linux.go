@@ -58,18 +58,22 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
 	var spent *Spent
+	ooms := 0
 	if l.cgroups != nil {
 		s := l.cgroups.Spent() // before Close removes the cgroups
-		spent = &s
+		spent, ooms = &s, l.cgroups.OOMKills()
 	}
 	err := l.Close()
 	l.mu.Lock()
 	stopped, code := l.stopped, l.stoppedCode
 	l.mu.Unlock()
 	e := exitEvent(l.Name, ws)
-	e.Usage = spent
+	e.Usage, e.OOMKills = spent, ooms
+	if ooms > 0 && ws.Signaled() && ws.Signal() == unix.SIGKILL {
+		e.How = "oom-killed" // as systemd's Result: oom-kill
+	}
 	l.mu.Lock()
-	l.spent = spent
+	l.spent, l.oomKills = spent, ooms
 	l.mu.Unlock()
 	if code == timeoutCode || code == timeoutKilledCode {
 		e.How, e.ExitCode = "timeout", &code
@@ -85,6 +89,14 @@ func (l *Level) Wait() (syscall.WaitStatus, error) {
 
 // Spent is what a level used, as its command ended.
 type Spent = cgroup.Spent
+
+// OOMKills is how many processes of the level the kernel OOM-killed, as
+// its command ended (0 before Wait returns).
+func (l *Level) OOMKills() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.oomKills
+}
 
 // Spent returns what the level used, read from its outer cgroups when
 // its command ended (nil before Wait returns).

@@ -36,7 +36,8 @@ type Info struct {
 	Cgroups       map[string]Paths  `json:"cgroups"`
 	Limits        map[string]string `json:"limits"`
 	MirrorMounts  int               `json:"mirrored_mounts"`
-	Levels        []Info            `json:"levels"` // nested levels
+	OOMKills      int               `json:"oom_kills"` // processes of it the kernel OOM-killed
+	Levels        []Info            `json:"levels"`    // nested levels
 	// Invalid says why a nested level's record failed a check against
 	// its parent and the kernel (State is then "invalid").
 	Invalid string `json:"invalid,omitempty"`

@@ -56,7 +56,8 @@ type Level struct {
 	// and untimed, closed by Close, ends the wait for Config.Timeout.
 	stoppedCode int
 	untimed     chan struct{}
-	spent       *Spent // what it used, once Wait has read it
+	spent       *Spent // what it used, and how many processes of it the
+	oomKills    int    // kernel OOM-killed, once Wait has read them
 	// prepared is the thread a --user level was cloned from, and mirror
 	// what copies its cgroup mounts to the host.
 	prepared *prepared

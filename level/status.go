@@ -24,6 +24,7 @@ type Event struct {
 	How      string `json:"how,omitempty"`       // "exited" or "killed"
 	Signal   string `json:"signal,omitempty"`    // the signal that killed CMD
 	Usage    *Spent `json:"usage,omitempty"`     // what the level used, at CMD's end
+	OOMKills int    `json:"oom_kills,omitempty"` // processes of it the kernel OOM-killed
 }
 
 func readyEvent(l *Level) Event {

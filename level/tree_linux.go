@@ -484,6 +484,9 @@ func (w *walker) describe(i *Info) {
 	i.Argv, i.Limits = s.Argv, s.Limits
 	i.InnerCgroup = innerOf(i.Cgroups)
 	cg := i.cgroups()
+	if cg != nil {
+		i.OOMKills = cg.OOMKills()
+	}
 	switch {
 	case i.SupervisorPID != 0 && s.Cmd.PID == 0:
 		i.State = Starting

@@ -92,6 +92,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
 		&cli.StringFlag{Name: "timeout", Usage: "stop the level once it has run `DUR` (30s, 5m): SIGTERM, then SIGKILL after --kill-after; exit 124, as timeout(1)"},
 		&cli.StringFlag{Name: "kill-after", Usage: "with --timeout: SIGKILL what is left `DUR` after the SIGTERM (default 10s)"},
+		&cli.BoolFlag{Name: "oom-group", Usage: "an OOM kill in the level kills all of it at once (cgroup2 memory.oom.group, as systemd's OOMPolicy=kill)"},
 		&cli.BoolFlag{Name: "stats", Usage: "when CMD ends, print what the level used (CPU time, memory peak, tasks peak, IO) on one line of stderr"},
 	}
 }
@@ -127,6 +128,7 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		return cfg, &level.FieldError{Field: "Config.Leaf", Err: errors.New("empty name (use --no-leaf to keep processes in the level's root)")}
 	}
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
+	cfg.Limits.OOMGroup = c.Bool("oom-group")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {
 		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Getuid(), Count: 1}
@@ -239,10 +241,24 @@ func supervise(cfg level.Config, stats bool) (int, error) {
 		l, err = level.Start(cfg)
 		return l, err
 	})
+	if l != nil && l.OOMKills() > 0 {
+		limit := "no memory limit of its own"
+		if cfg.Limits.Memory > 0 {
+			limit = "memory limit " + humanBytes(cfg.Limits.Memory)
+		}
+		fmt.Fprintf(os.Stderr, "cl-unshare: level %s: %s OOM-killed (%s)\n", l.Name, plural(l.OOMKills(), "process", "processes"), limit)
+	}
 	if stats && l != nil && l.Spent() != nil {
 		fmt.Fprintf(os.Stderr, "cl-unshare: level %s: %s\n", l.Name, spentLine(l.Spent()))
 	}
 	return n, err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // spentLine says what a level used, leaving out what this host does
@@ -276,8 +292,11 @@ func humanBytes(n int64) string {
 		}
 		f, unit = f/1024, u
 	}
-	if unit == "" {
+	switch {
+	case unit == "":
 		return fmt.Sprintf("%dB", n)
+	case f == float64(int64(f)):
+		return fmt.Sprintf("%d%s", int64(f), unit) // 32M, as --memory 32M
 	}
 	return fmt.Sprintf("%.1f%s", f, unit)
 }

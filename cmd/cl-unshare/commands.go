@@ -43,7 +43,7 @@ func commands(code *exitCode) []*cli.Command {
 
 // boolOptions are the global options that take no value.
 var boolOptions = map[string]bool{"--exec": true, "--pid": true, "-p": true, "--mount-proc": true,
-	"--init": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true, "--no-leaf": true, "--stats": true}
+	"--init": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true, "--no-leaf": true, "--stats": true, "--oom-group": true}
 
 func oneName(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
@@ -83,17 +83,17 @@ func listCmd(c *cli.Context) error {
 		return printJSON(c.App.Writer, levels)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tSTATE\tSUPERVISOR\tCMD\tMOUNTS\tINNER CGROUP\tLIMITS")
+	fmt.Fprintln(w, "NAME\tSTATE\tSUPERVISOR\tCMD\tMOUNTS\tOOM\tINNER CGROUP\tLIMITS")
 	var walk func([]level.Info, string)
 	walk = func(ls []level.Info, indent string) {
 		for _, l := range ls {
 			if l.Invalid != "" {
 				// Where the cgroup would be, why there is none to show.
-				fmt.Fprintf(w, "%s%s\t%s\t-\t-\t-\t(%s)\t-\n", indent, l.Name, l.State, l.Invalid)
+				fmt.Fprintf(w, "%s%s\t%s\t-\t-\t-\t-\t(%s)\t-\n", indent, l.Name, l.State, l.Invalid)
 				continue
 			}
-			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%d\t%s\t%s\n", indent, l.Name, l.State, pid(l.SupervisorPID),
-				pid(l.CmdPID), l.MirrorMounts, l.InnerCgroup, limits(l.Limits))
+			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", indent, l.Name, l.State, pid(l.SupervisorPID),
+				pid(l.CmdPID), l.MirrorMounts, l.OOMKills, l.InnerCgroup, limits(l.Limits))
 			walk(l.Levels, indent+"  ")
 		}
 	}
@@ -149,6 +149,7 @@ func inspectCmd(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "limits:      %s\n", limits(i.Limits))
 	fmt.Fprintf(w, "usage:       memory %d bytes, %d tasks, cpu %d us\n", i.Usage.MemoryBytes, i.Usage.Tasks, i.Usage.CPUMicros)
+	fmt.Fprintf(w, "oom kills:   %d\n", i.OOMKills)
 	if i.Namespaces != nil {
 		fmt.Fprintf(w, "namespaces:  cgroup %d, mnt %d\n", i.Namespaces.Cgroup, i.Namespaces.Mount)
 	}

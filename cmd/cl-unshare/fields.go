@@ -38,6 +38,7 @@ var flagOf = map[string]string{
 	"Limits.CpusetMems":   "--cpuset-mems",
 	"Limits.PidsMax":      "--pids-max",
 	"Limits.Set":          "--set",
+	"Limits.OOMGroup":     "--oom-group",
 	"ExecInPlace":         "--exec",
 	"JoinConfig.Argv":     "command",
 	"JoinConfig.Cgroup":   "--cgroup",

@@ -3,6 +3,7 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,18 +84,26 @@ func (l *Level) RemoveOuter() error {
 func (l *Level) OOMKills() int {
 	n := 0
 	for _, d := range l.Dirs {
-		dirs, file := []string{d.Outer, d.Inner}, "memory.oom_control"
 		switch {
 		case d.V2():
-			dirs, file = []string{d.Outer}, "memory.events"
-		case !d.Has("memory"):
-			continue
-		}
-		for _, dir := range dirs {
-			if v, err := KeyValue(dir, file, "oom_kill"); err == nil {
+			// memory.events counts the cgroup's descendants too.
+			if v, err := KeyValue(d.Outer, "memory.events", "oom_kill"); err == nil {
 				k, _ := strconv.Atoi(v)
 				n += k
 			}
+		case d.Has("memory"):
+			// v1 counts a kill in the victim's own cgroup only: the
+			// level's inner one, or any it made below.
+			_ = filepath.WalkDir(d.Outer, func(p string, e fs.DirEntry, err error) error {
+				if err != nil || !e.IsDir() {
+					return nil
+				}
+				if v, err := KeyValue(p, "memory.oom_control", "oom_kill"); err == nil {
+					k, _ := strconv.Atoi(v)
+					n += k
+				}
+				return nil
+			})
 		}
 	}
 	return n

@@ -18,6 +18,9 @@ type Limits struct {
 	CpusetMems string    // a memory node list
 	PidsMax    int64     // tasks
 	Set        []Setting // any other controller file
+	// OOMGroup makes an OOM kill in the level kill all of it at once
+	// (cgroup2 memory.oom.group, as systemd's OOMPolicy=kill).
+	OOMGroup bool
 }
 
 // Setting is one --set FILE=VALUE.
@@ -148,6 +151,12 @@ func Plan(l Limits, hs []Hierarchy, v2Controllers []string) ([]Write, error) {
 	}
 	if l.PidsMax > 0 {
 		p.add("Limits.PidsMax", "pids", "pids.max", "pids.max", strconv.FormatInt(l.PidsMax, 10))
+	}
+	if l.OOMGroup {
+		if !p.onV2("memory") && p.index(func(h Hierarchy) bool { return h.Has("memory") }) >= 0 && p.err == nil {
+			p.err = fmt.Errorf("Limits.OOMGroup: needs the memory controller on cgroup2 (memory.oom.group); here memory is a cgroup v1 hierarchy, whose OOM killer takes one process at a time")
+		}
+		p.add("Limits.OOMGroup", "memory", "memory.oom.group", "", "1")
 	}
 	for _, s := range l.Set {
 		c := SettingController(s.File)
