@@ -241,6 +241,54 @@ func Freeze(runDir, name string, freeze bool) error {
 	return cg.Freeze(freeze)
 }
 
+// Update changes a running level's limits, on its outer cgroups and the
+// inner ones, with the checks and messages of a start; list and inspect
+// then show them. A level must be running: one being torn down, or whose
+// supervisor is gone, is refused.
+func Update(runDir, name string, lim cgroup.Limits) error {
+	w, err := newWalker(runDir, false)
+	if err != nil {
+		return err
+	}
+	i, err := w.find(name, false)
+	if i, err = usable(name, i, err); err != nil {
+		return err
+	}
+	if i.State != Running && i.State != Frozen {
+		return fmt.Errorf("level %s is %s, not running: its limits are not changed", name, i.State)
+	}
+	cg := i.cgroups()
+	if cg == nil {
+		return fmt.Errorf("level %s has no cgroup left", name)
+	}
+	writes, err := cg.Update(lim)
+	if err != nil || i.depth > 0 {
+		return err // a nested level's record is its parent's: list reads the values
+	}
+	return recordLimits(runDir, name, writes)
+}
+
+// recordLimits adds what Update wrote to a top level's record, under the
+// state lock, if its supervisor still runs.
+func recordLimits(runDir, name string, writes []cgroup.Write) error {
+	unlock, err := lockState(runDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s, err := readState(runDir, name)
+	if err != nil || !s.Supervisor.Alive() {
+		return err
+	}
+	if s.Limits == nil {
+		s.Limits = map[string]string{}
+	}
+	for _, w := range writes {
+		s.Limits[w.File] = w.Value
+	}
+	return writeState(runDir, s)
+}
+
 // findCgroups finds a level and adopts its cgroups.
 func findCgroups(runDir, name string) (*cgroup.Level, error) {
 	w, err := newWalker(runDir, false)

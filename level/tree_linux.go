@@ -481,7 +481,7 @@ func findIn(rec Proc, dir string) int {
 // processes: the inner cgroup, the state, the mirror.
 func (w *walker) describe(i *Info) {
 	s := i.state
-	i.Argv, i.Limits = s.Argv, s.Limits
+	i.Argv, i.Limits = s.Argv, liveLimits(s.Limits, i.Cgroups)
 	i.InnerCgroup = innerOf(i.Cgroups)
 	cg := i.cgroups()
 	if cg != nil {
@@ -506,6 +506,27 @@ func (w *walker) describe(i *Info) {
 		i.MirrorMounts++
 		i.Mirror = append(i.Mirror, m.Mountpoint+" "+m.FSType+" "+m.Root)
 	}
+}
+
+// liveLimits are the values of a level's recorded limit files as its
+// outer cgroups hold them now (an update may have changed them; a
+// nested level's record is its parent's, never rewritten), or as
+// recorded where the file cannot be read.
+func liveLimits(recorded map[string]string, cgs map[string]Paths) map[string]string {
+	if len(recorded) == 0 {
+		return recorded
+	}
+	out := map[string]string{}
+	for f, v := range recorded {
+		out[f] = v
+		for _, h := range slices.Sorted(maps.Keys(cgs)) {
+			if got, err := cgroup.ReadFile(cgs[h].Outer, f); err == nil {
+				out[f] = got
+				break
+			}
+		}
+	}
+	return out
 }
 
 // find returns one level by name: a level of runDir, or a nested one as

@@ -36,6 +36,8 @@ func commands(code *exitCode) []*cli.Command {
 		{Name: "thaw", Usage: "thaw level NAME and wait until it runs", ArgsUsage: "NAME",
 			Action: func(c *cli.Context) error { return freezeCmd(c, false) }},
 		{Name: "gc", Usage: "remove levels whose supervisor is gone (just NAME..., if given)", ArgsUsage: "[NAME...]", Action: gcCmd},
+		{Name: "update", Usage: "change the limits of running level NAME", ArgsUsage: "NAME",
+			Flags: limitFlags(), Action: updateCmd},
 		{Name: "check", Usage: "report what this host offers and whether a level can start here",
 			Flags: []cli.Flag{jsonFlag}, Action: func(c *cli.Context) error { return checkCmd(c, code) }},
 	}
@@ -204,6 +206,50 @@ func freezeCmd(c *cli.Context, freeze bool) error {
 	}
 	if err := level.Freeze(c.String("run-dir"), name, freeze); err != nil {
 		return fmt.Errorf("%s %s: %w", c.Command.Name, name, err)
+	}
+	return nil
+}
+
+// limitFlags are the start's limit options, which update takes too.
+func limitFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range flags() {
+		switch f.Names()[0] {
+		case "memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set":
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func updateCmd(c *cli.Context) error {
+	name, err := oneName(c)
+	if err != nil {
+		return err
+	}
+	var cfg level.Config
+	for _, p := range valueFlags {
+		if v := c.String(p.flag); c.IsSet(p.flag) && strings.HasPrefix(p.field, "Limits.") {
+			if err := p.parse(&cfg, v); err != nil {
+				return &level.FieldError{Field: p.field, Err: err}
+			}
+		}
+	}
+	for _, s := range c.StringSlice("set") {
+		file, value, err := level.ParseSetting(s)
+		if err != nil {
+			return &level.FieldError{Field: "Limits.Set", Err: err}
+		}
+		cfg.Limits.Set = append(cfg.Limits.Set, level.Setting{File: file, Value: value})
+	}
+	if dry(c, name) {
+		return nil
+	}
+	if l := cfg.Limits; l.Memory == 0 && l.CPUs == 0 && l.CPUWeight == 0 && l.CpusetCPUs == "" && l.CpusetMems == "" && l.PidsMax == 0 && len(l.Set) == 0 {
+		return fmt.Errorf("update: give a limit to change (--memory, --cpus, --cpu-weight, --cpuset-cpus, --cpuset-mems, --pids-max or --set)")
+	}
+	if err := level.Update(c.String("run-dir"), name, cfg.Limits); err != nil {
+		return fmt.Errorf("update %s: %w", name, err)
 	}
 	return nil
 }
