@@ -57,27 +57,13 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 // down.
 func (l *Level) Wait() (syscall.WaitStatus, error) {
 	ws := l.st.wait()
-	var spent *Spent
-	ooms := 0
-	if l.cgroups != nil {
-		s := l.cgroups.Spent() // before Close removes the cgroups
-		spent, ooms = &s, l.cgroups.OOMKills()
+	e, stopped, code := l.ended(ws)
+	if l.state != nil && l.state.Name != "" && l.runDir != "" {
+		// For `cl-unshare events`, which learns the end from the record.
+		l.state.Exit = &ExitStatus{Code: *e.ExitCode, How: e.How, Signal: e.Signal, OOMKills: e.OOMKills}
+		_ = writeState(l.runDir, l.state)
 	}
 	err := l.Close()
-	l.mu.Lock()
-	stopped, code := l.stopped, l.stoppedCode
-	l.mu.Unlock()
-	e := exitEvent(l.Name, ws)
-	e.Usage, e.OOMKills = spent, ooms
-	if ooms > 0 && ws.Signaled() && ws.Signal() == unix.SIGKILL {
-		e.How = "oom-killed" // as systemd's Result: oom-kill
-	}
-	l.mu.Lock()
-	l.spent, l.oomKills = spent, ooms
-	l.mu.Unlock()
-	if code == timeoutCode || code == timeoutKilledCode {
-		e.How, e.ExitCode = "timeout", &code
-	}
 	if rerr := l.report(e); err == nil {
 		err = rerr
 	}
@@ -85,6 +71,31 @@ func (l *Level) Wait() (syscall.WaitStatus, error) {
 		err = errors.Join(&StoppedError{l.Name, stopped, ws, code}, err)
 	}
 	return ws, err
+}
+
+// ended reads, before Close removes the cgroups, what the level used and
+// how many of its processes the kernel OOM-killed, and makes the exit
+// event: how CMD ended, and why cl-unshare stopped it, if it did.
+func (l *Level) ended(ws syscall.WaitStatus) (e Event, stopped string, code int) {
+	var spent *Spent
+	ooms := 0
+	if l.cgroups != nil {
+		s := l.cgroups.Spent()
+		spent, ooms = &s, l.cgroups.OOMKills()
+	}
+	l.mu.Lock()
+	stopped, code = l.stopped, l.stoppedCode
+	l.spent, l.oomKills = spent, ooms
+	l.mu.Unlock()
+	e = exitEvent(l.Name, ws)
+	e.Usage, e.OOMKills = spent, ooms
+	if ooms > 0 && ws.Signaled() && ws.Signal() == unix.SIGKILL {
+		e.How = "oom-killed" // as systemd's Result: oom-kill
+	}
+	if code == timeoutCode || code == timeoutKilledCode {
+		e.How, e.ExitCode = "timeout", &code
+	}
+	return e, stopped, code
 }
 
 // Spent is what a level used, as its command ended.

@@ -33,6 +33,16 @@ type State struct {
 	InPlace bool    `json:"exec,omitempty"`
 	User    *UserNS `json:"user,omitempty"` // started with --user
 	Leaf    string  `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
+	// Exit is how CMD ended, written as the supervisor begins teardown.
+	Exit *ExitStatus `json:"exit,omitempty"`
+}
+
+// ExitStatus is how a level's command ended, as the exit event says it.
+type ExitStatus struct {
+	Code     int    `json:"exit_code"`
+	How      string `json:"how"`
+	Signal   string `json:"signal,omitempty"`
+	OOMKills int    `json:"oom_kills,omitempty"`
 }
 
 // UserNS is the user namespace a level was started with. Its root's host

@@ -36,6 +36,11 @@ func commands(code *exitCode) []*cli.Command {
 		{Name: "thaw", Usage: "thaw level NAME and wait until it runs", ArgsUsage: "NAME",
 			Action: func(c *cli.Context) error { return freezeCmd(c, false) }},
 		{Name: "gc", Usage: "remove levels whose supervisor is gone (just NAME..., if given)", ArgsUsage: "[NAME...]", Action: gcCmd},
+		{Name: "events", Usage: "write JSON lines about level NAME until it ends: oom, frozen, thawed, usage (--stats), exit", ArgsUsage: "NAME",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "interval", Value: "1s", Usage: "with --stats, a usage sample every `DUR`"},
+				&cli.BoolFlag{Name: "stats", Usage: "write what the level uses every --interval"},
+			}, Action: eventsCmd},
 		{Name: "update", Usage: "change the limits of running level NAME", ArgsUsage: "NAME",
 			Flags: limitFlags(), Action: updateCmd},
 		{Name: "check", Usage: "report what this host offers and whether a level can start here",
@@ -206,6 +211,25 @@ func freezeCmd(c *cli.Context, freeze bool) error {
 	}
 	if err := level.Freeze(c.String("run-dir"), name, freeze); err != nil {
 		return fmt.Errorf("%s %s: %w", c.Command.Name, name, err)
+	}
+	return nil
+}
+
+func eventsCmd(c *cli.Context) error {
+	name, err := oneName(c)
+	if err != nil {
+		return err
+	}
+	interval, err := parseDuration(c.String("interval"))
+	if err != nil {
+		return fmt.Errorf("--interval: %w", err)
+	}
+	if dry(c, name) {
+		return nil
+	}
+	enc := json.NewEncoder(c.App.Writer)
+	if err := level.Events(c.String("run-dir"), name, interval, c.Bool("stats"), func(e level.Event) error { return enc.Encode(e) }); err != nil {
+		return fmt.Errorf("events %s: %w", name, err)
 	}
 	return nil
 }
