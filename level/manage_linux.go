@@ -527,6 +527,9 @@ func collect(runDir string, s *State) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := removeMaking(s); err != nil {
+		return "", err
+	}
 	killed := 0
 	if len(cg.Dirs) > 0 {
 		if pids, err := cgroup.Procs(cg.Dirs[0].Outer); err == nil {
@@ -555,6 +558,26 @@ func collect(runDir string, s *State) (string, error) {
 	}
 	return fmt.Sprintf("removed level %s (supervisor %d gone; killed %d processes; removed %d cgroups, its mirror and run directory)",
 		s.Name, s.Supervisor.PID, killed, len(cg.Dirs)), nil
+}
+
+// removeMaking removes the cgroups a start that was killed while making
+// them left: they hold no process (the level's first is spawned after),
+// so nothing is killed, and one that is not empty stays, an error.
+func removeMaking(s *State) error {
+	making := map[string]string{}
+	for h, dir := range s.Making {
+		if _, ok := s.Outer[h]; !ok && filepath.Base(dir) == s.Name {
+			making[h] = dir
+		}
+	}
+	if len(making) == 0 {
+		return nil
+	}
+	cg, err := cgroup.Adopt(making)
+	if err != nil {
+		return err
+	}
+	return cg.RemoveAdopted()
 }
 
 // detachNoFollow lazily unmounts dir and all below it, never following a

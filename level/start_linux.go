@@ -192,6 +192,12 @@ func (l *Level) createCgroups(cfg Config, infos []*mountinfo.Info, pid int) erro
 	if err := failpoint.At("cgroups"); err != nil {
 		return err
 	}
+	// Recorded first: a supervisor killed while making them leaves gc
+	// the record of what it may have made.
+	l.state.Making = cgroup.Outers(hs, cfg.CgroupParent, cfg.Name, pid)
+	if err := writeState(cfg.RunDir, l.state); err != nil {
+		return err
+	}
 	l.cgroups, err = cgroup.Create(hs, cfg.CgroupParent, cfg.Name, writes, pid)
 	var exists *cgroup.ExistsError
 	if errors.As(err, &exists) {
@@ -337,6 +343,7 @@ func (l *Level) recordCgroups(cfg Config, writes []cgroup.Write) error {
 		}
 	}
 	l.state.Outer, l.state.Inner, l.state.Limits = l.OuterCgroups(), l.InnerCgroups(), map[string]string{}
+	l.state.Making = nil
 	for _, w := range writes {
 		l.state.Limits[w.File] = w.Value
 	}

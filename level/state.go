@@ -33,6 +33,10 @@ type State struct {
 	InPlace bool    `json:"exec,omitempty"`
 	User    *UserNS `json:"user,omitempty"` // started with --user
 	Leaf    string  `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
+	// Making are the outer cgroups a start is making, until Outer has
+	// them: gc removes those a killed start left (empty, or it leaves
+	// them and says so).
+	Making map[string]string `json:"making,omitempty"`
 	// Exit is how CMD ended, written as the supervisor begins teardown.
 	Exit *ExitStatus `json:"exit,omitempty"`
 }

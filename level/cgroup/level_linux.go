@@ -96,12 +96,7 @@ func Create(hs []Hierarchy, parent, name string, writes []Write, self int) (_ *L
 	}()
 	for i, h := range hs {
 		d := &Dirs{Hierarchy: h}
-		base := Base(h)
-		if self != 0 {
-			base = h.Path
-		}
-		d.Parent = h.Dir(path.Join(base, parent))
-		d.Outer = filepath.Join(d.Parent, name)
+		d.Parent, d.Outer = outerOf(h, parent, name, self)
 		d.Inner = filepath.Join(d.Outer, InnerName)
 		l.Dirs = append(l.Dirs, d)
 		if err := d.create(writesFor(writes, i), self); err != nil {
@@ -109,6 +104,28 @@ func Create(hs []Hierarchy, parent, name string, writes []Write, self int) (_ *L
 		}
 	}
 	return l, nil
+}
+
+// outerOf is where Create makes a level's outer cgroup in h, and its parent.
+func outerOf(h Hierarchy, parent, name string, self int) (string, string) {
+	base := Base(h)
+	if self != 0 {
+		base = h.Path
+	}
+	p := h.Dir(path.Join(base, parent))
+	return p, filepath.Join(p, name)
+}
+
+// Outers are the outer cgroups Create would make, by hierarchy name: a
+// start records them before it makes them, so that gc finds what a start
+// killed half-way made.
+func Outers(hs []Hierarchy, parent, name string, self int) map[string]string {
+	out := map[string]string{}
+	for _, h := range hs {
+		_, o := outerOf(h, parent, name, self)
+		out[h.Name()] = o
+	}
+	return out
 }
 
 func writesFor(ws []Write, i int) []Write {
