@@ -49,7 +49,10 @@ type statmount struct {
 // ErrNoListmount where the kernel cannot tell a mount's options
 // (before Linux 6.11); the caller reads mountinfo then.
 func Subtree(dir string) ([]*mountinfo.Info, error) {
-	top, err := UniqueID(dir)
+	// From the mount dir lies on, not the one at dir: that may be stacked
+	// on others at the same place (a cgroup2 over a mirror's tmpfs), which
+	// are not below it.
+	top, err := UniqueID(filepath.Dir(dir))
 	if err != nil {
 		return nil, err
 	}

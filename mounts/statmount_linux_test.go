@@ -3,8 +3,12 @@ package mounts
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Subtree must say what mountinfo says of the same mounts.
@@ -73,5 +77,37 @@ func TestCgroupMountsMatchMountinfo(t *testing.T) {
 	}
 	if fmt.Sprint(have) != fmt.Sprint(want) {
 		t.Errorf("CgroupMounts:\n%v\nmountinfo:\n%v", have, want)
+	}
+}
+
+// A mount stacked over another at the same place is below neither's
+// own listing: Subtree must still give both, as mountinfo does.
+func TestSubtreeStacked(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	// A thread of its own in a mount namespace of its own: the test's
+	// mounts go with the thread.
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+		t.Skipf("unshare: %v", err)
+	}
+	_ = unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, "")
+	for _, src := range []string{"under", "over"} {
+		if err := unix.Mount(src, dir, "tmpfs", 0, "size=4k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() { // both
+		unix.Unmount(dir, unix.MNT_DETACH)
+		unix.Unmount(dir, unix.MNT_DETACH)
+	}()
+	got, err := Subtree(dir)
+	if errors.Is(err, ErrNoListmount) {
+		t.Skipf("kernel without statmount's mount options (Linux 6.11): %v", err)
+	}
+	if err != nil || len(got) != 2 {
+		t.Errorf("Subtree(%s) = %d mounts, %v; want the 2 stacked there", dir, len(got), err)
 	}
 }
