@@ -58,6 +58,9 @@ func TestCapacityMounts(t *testing.T) {
 		t.Errorf("fs.mount-max room %+v does not add up", r)
 	}
 	dir := t.TempDir()
+	// A start makes the template first if there is none (RUN's own bind
+	// and the pin: two mounts, once): counted before, not as the level's.
+	clu(t, "--", "true")
 	before := hostMounts(t)
 	l := start(t, nil, script("echo $$ > "+dir+"/pid", "sleep 600")...)
 	pidOf(t, l, dir+"/pid")
