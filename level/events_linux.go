@@ -22,11 +22,10 @@ const pollEvery = 100 * time.Millisecond
 // (cgroup.events, memory.events) and of RUN/state, and polls only what
 // it does not.
 func Events(runDir, name string, interval time.Duration, stats bool, emit func(Event) error) error {
-	i, err := Find(runDir, name)
-	if i, err = usable(name, i, err); err != nil {
+	i, cg, err := findLevel(runDir, name)
+	if err != nil {
 		return err
 	}
-	cg := i.cgroups()
 	if cg == nil {
 		return emit(Event{Event: "exit", Name: name})
 	}
@@ -73,14 +72,16 @@ func Events(runDir, name string, interval time.Duration, stats bool, emit func(E
 }
 
 // ended reports whether the level is over, with its exit event: its
-// record says how CMD ended, or is gone, or its cgroups are.
+// record says how CMD ended (a record that passes the walk's checks: a
+// nested one is its parent's to write, and says only what it reports),
+// or is gone, or its cgroups are.
 func ended(runDir, name string, cg *cgroup.Level) (Event, bool) {
-	i, err := Find(runDir, name)
+	i, err := lookup(runDir, name)
 	var unknown *UnknownError
 	switch {
 	case errors.As(err, &unknown):
 		return Event{Event: "exit", Name: name}, true
-	case err == nil && i.state != nil && i.state.Exit != nil:
+	case err == nil && i.Invalid == "" && i.state != nil && i.state.Exit != nil:
 		x := i.state.Exit
 		code := x.Code
 		return Event{Event: "exit", Name: name, ExitCode: &code, How: x.How, Signal: x.Signal, OOMKills: x.OOMKills}, true

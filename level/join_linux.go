@@ -55,8 +55,8 @@ func Join(c JoinConfig) (*Process, error) {
 	if len(c.Argv) == 0 {
 		return nil, fieldErr("JoinConfig.Argv", "no command given")
 	}
-	i, err := Find(c.RunDir, c.Name)
-	if i, err = usable(c.Name, i, err); err != nil {
+	i, _, err := findLevel(c.RunDir, c.Name)
+	if err != nil {
 		return nil, err
 	}
 	member := i.CmdPID

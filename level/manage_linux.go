@@ -246,18 +246,17 @@ func Freeze(runDir, name string, freeze bool) error {
 // then show them. A level must be running: one being torn down, or whose
 // supervisor is gone, is refused.
 func Update(runDir, name string, lim cgroup.Limits) error {
-	w, err := newWalker(runDir, false)
+	i, cg, err := findLevel(runDir, name)
 	if err != nil {
 		return err
 	}
-	i, err := w.find(name, false)
-	if i, err = usable(name, i, err); err != nil {
-		return err
-	}
 	if i.State != Running && i.State != Frozen {
-		return fmt.Errorf("level %s is %s, not running: its limits are not changed", name, i.State)
+		hint := "wait until it runs"
+		if i.State == Orphaned || i.State == Exited {
+			hint = "cl-unshare gc " + name + " removes what is left of it"
+		}
+		return fmt.Errorf("level %s is %s, not running: its limits are not changed (%s)", name, i.State, hint)
 	}
-	cg := i.cgroups()
 	if cg == nil {
 		return fmt.Errorf("level %s has no cgroup left", name)
 	}
@@ -291,19 +290,32 @@ func recordLimits(runDir, name string, writes []cgroup.Write) error {
 
 // findCgroups finds a level and adopts its cgroups.
 func findCgroups(runDir, name string) (*cgroup.Level, error) {
+	i, cg, err := findLevel(runDir, name)
+	if err == nil && cg == nil {
+		err = fmt.Errorf("level %s has no cgroup left", i.Name)
+	}
+	return cg, err
+}
+
+// lookup finds a level as Find does, without describing its mirror
+// (each description of one lists mounts): for the commands that act on
+// a level, and for events, which looks again at every change.
+func lookup(runDir, name string) (*Info, error) {
 	w, err := newWalker(runDir, false)
 	if err != nil {
 		return nil, err
 	}
-	i, err := w.find(name, false)
+	return w.find(name, false)
+}
+
+// findLevel finds a level to act on, refusing one whose record failed a
+// check, and adopts its cgroups (nil if none is left).
+func findLevel(runDir, name string) (*Info, *cgroup.Level, error) {
+	i, err := lookup(runDir, name)
 	if i, err = usable(name, i, err); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cg := i.cgroups()
-	if cg == nil {
-		return nil, fmt.Errorf("level %s has no cgroup left", name)
-	}
-	return cg, nil
+	return i, i.cgroups(), nil
 }
 
 // GC removes the levels of runDir whose supervisor is gone: it kills what

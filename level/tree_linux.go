@@ -511,7 +511,9 @@ func (w *walker) describe(i *Info) {
 // liveLimits are the values of a level's recorded limit files as its
 // outer cgroups hold them now (an update may have changed them; a
 // nested level's record is its parent's, never rewritten), or as
-// recorded where the file cannot be read.
+// recorded where the file cannot be read. A nested record is the
+// level's to write: only a name --set would take is read, a file of the
+// cgroup itself, never a path.
 func liveLimits(recorded map[string]string, cgs map[string]Paths) map[string]string {
 	if len(recorded) == 0 {
 		return recorded
@@ -519,6 +521,9 @@ func liveLimits(recorded map[string]string, cgs map[string]Paths) map[string]str
 	out := map[string]string{}
 	for f, v := range recorded {
 		out[f] = v
+		if _, _, err := ParseSetting(f + "=" + v); err != nil {
+			continue
+		}
 		for _, h := range slices.Sorted(maps.Keys(cgs)) {
 			if got, err := cgroup.ReadFile(cgs[h].Outer, f); err == nil {
 				out[f] = got

@@ -99,12 +99,13 @@ func timed(b *testing.B, argv ...string) time.Duration {
 	return time.Since(t0)
 }
 
-// extra starts one more level of sleep, ready when it returns; the
-// caller ends it.
-func (f *fleet) extra(name string) *exec.Cmd {
+// startSleep starts a level of sleep named name, and returns it with
+// the read end of its --ready-fd, which reads EOF once it is ready (or
+// gone).
+func startSleep(name string) (*exec.Cmd, *os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		f.b.Fatal(err)
+		return nil, nil, err
 	}
 	c := exec.Command(bin, "--cgroup-parent", testParent, "--name", name, "--ready-fd", "3", "--", "sleep", "1000000")
 	c.ExtraFiles = []*os.File{w}
@@ -112,11 +113,26 @@ func (f *fleet) extra(name string) *exec.Cmd {
 	w.Close()
 	if err != nil {
 		r.Close()
-		f.b.Fatal(err)
+		return nil, nil, err
 	}
+	return c, r, nil
+}
+
+// untilReady waits for a level's ready fd to close.
+func untilReady(r *os.File) {
 	var buf [1]byte
 	r.Read(buf[:])
 	r.Close()
+}
+
+// extra starts one more level of sleep, ready when it returns; the
+// caller ends it.
+func (f *fleet) extra(name string) *exec.Cmd {
+	c, r, err := startSleep(name)
+	if err != nil {
+		f.b.Fatal(err)
+	}
+	untilReady(r)
 	return c
 }
 
@@ -176,26 +192,15 @@ func (f *fleet) grow(n int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r, w, err := os.Pipe()
+			c, r, err := startSleep(name)
 			if err != nil {
-				f.b.Error(err)
-				return
-			}
-			c := exec.Command(bin, "--cgroup-parent", testParent, "--name", name, "--ready-fd", "3", "--", "sleep", "1000000")
-			c.ExtraFiles = []*os.File{w}
-			err = c.Start()
-			w.Close()
-			if err != nil {
-				r.Close()
 				f.b.Error(err)
 				return
 			}
 			f.mu.Lock()
 			f.levels, f.names = append(f.levels, c), append(f.names, name)
 			f.mu.Unlock()
-			var buf [1]byte
-			r.Read(buf[:]) // EOF once ready (or gone)
-			r.Close()
+			untilReady(r)
 		}()
 	}
 	wg.Wait()

@@ -77,10 +77,14 @@ func (l *Level) RemoveOuter() error {
 	return errors.Join(errs...)
 }
 
+// maxOOMWalk bounds the v1 memory cgroups OOMKills reads below a level,
+// as the management commands bound the nested records they read.
+const maxOOMWalk = 4096
+
 // OOMKills is how many processes the kernel killed for lack of memory in
 // the level: cgroup2's memory.events counts below the outer cgroup too;
-// v1's memory.oom_control counts only the cgroup's own, so the outer's
-// and the inner's are added up. 0 where it cannot tell.
+// v1's memory.oom_control counts only the cgroup's own, so every cgroup
+// of the level is added up. 0 where it cannot tell.
 func (l *Level) OOMKills() int {
 	n := 0
 	for _, d := range l.Dirs {
@@ -93,10 +97,15 @@ func (l *Level) OOMKills() int {
 			}
 		case d.Has("memory"):
 			// v1 counts a kill in the victim's own cgroup only: the
-			// level's inner one, or any it made below.
+			// level's inner one, or any it made below, of which the first
+			// maxOOMWalk are read (the level decides how many there are).
+			seen := 0
 			_ = filepath.WalkDir(d.Outer, func(p string, e fs.DirEntry, err error) error {
 				if err != nil || !e.IsDir() {
 					return nil
+				}
+				if seen++; seen > maxOOMWalk {
+					return filepath.SkipAll
 				}
 				if v, err := KeyValue(p, "memory.oom_control", "oom_kill"); err == nil {
 					k, _ := strconv.Atoi(v)
