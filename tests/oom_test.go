@@ -28,8 +28,10 @@ func TestOOMNamed(t *testing.T) {
 	noLeaks(t)
 	dir := t.TempDir()
 	// dd's 64 MiB buffer cannot fit in 32M: the kernel kills dd, not sh.
+	// The status is written whole, then renamed into place: a read
+	// between echo's open and its write saw an empty file in a slow VM.
 	l := start(t, nil, append([]string{"--memory", "32M"}, script(
-		"dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo $? > "+dir+"/dd",
+		"dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo $? > "+dir+"/t; mv "+dir+"/t "+dir+"/dd",
 		"sleep 600")...)...)
 	if got := strings.TrimSpace(waitFile(t, l, dir+"/dd")); got != "137" {
 		t.Fatalf("dd exited %s, want 137 (OOM-killed)", got)

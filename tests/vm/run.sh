@@ -9,8 +9,9 @@
 # Environment: CLU_VM_KERNEL (default: newest /boot/vmlinuz-*),
 # CLU_VM_BUSYBOX (default: /bin/busybox from busybox-static),
 # CLU_VM_LAYOUTS (default: all four), CLU_VM_ACCEL (default: tcg; kvm is
-# faster where it works), CLU_VM_TIMEOUT (seconds per boot, default 240;
-# a layout's suite takes about 15 s under TCG), CLU_VM_LOGS (directory to
+# faster where it works), CLU_VM_TIMEOUT (seconds per boot, default 480;
+# a layout's suite took 100 s under TCG on one day's machine and 230 s on
+# another's, so a slow host must not read as a hang), CLU_VM_LOGS (directory to
 # keep each console log in).
 #
 # A boot that hangs (no result before the timeout; seen once in about 30
@@ -23,7 +24,7 @@ kernel=${CLU_VM_KERNEL:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 
 busybox=${CLU_VM_BUSYBOX:-/bin/busybox}
 layouts=${CLU_VM_LAYOUTS:-unified-nsdelegate unified legacy hybrid}
 accel=${CLU_VM_ACCEL:-tcg}
-limit=${CLU_VM_TIMEOUT:-240}
+limit=${CLU_VM_TIMEOUT:-480}
 
 die() { echo "test-vm: $*" >&2; exit 1; }
 [ -r "$kernel" ] || die "no kernel to boot in /boot (apt-get install linux-image-amd64, or set CLU_VM_KERNEL)"
