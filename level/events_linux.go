@@ -29,6 +29,8 @@ func Events(runDir, name string, interval time.Duration, stats bool, emit func(E
 	if cg == nil {
 		return emit(Event{Event: "exit", Name: name})
 	}
+	release := holdAsReader(readerLock(cg))
+	defer release()
 	n, err := watch(runDir, i, cg)
 	if err != nil {
 		return err
@@ -58,6 +60,7 @@ func Events(runDir, name string, interval time.Duration, stats bool, emit func(E
 			}
 		}
 		if e, over := ended(runDir, name, cg); over {
+			release() // the supervisor may tear down now
 			return emit(e)
 		}
 		wait := pollEvery

@@ -61,7 +61,9 @@ func (l *Level) Wait() (syscall.WaitStatus, error) {
 	if l.state != nil && l.state.Name != "" && l.runDir != "" {
 		// For `cl-unshare events`, which learns the end from the record.
 		l.state.Exit = &ExitStatus{Code: *e.ExitCode, How: e.How, Signal: e.Signal, OOMKills: e.OOMKills}
-		_ = writeState(l.runDir, l.state)
+		if writeState(l.runDir, l.state) == nil && l.cgroups != nil {
+			waitForReaders(readerLock(l.cgroups), readersGrace)
+		}
 	}
 	err := l.Close()
 	if rerr := l.report(e); err == nil {

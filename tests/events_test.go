@@ -10,6 +10,7 @@ import (
 	"time"
 
 	lvl "github.com/cl-unshare/cl-unshare/level"
+	"golang.org/x/sys/unix"
 )
 
 // cl-unshare events NAME writes, as they happen, a freeze and a thaw, an
@@ -87,5 +88,47 @@ func TestEvents(t *testing.T) {
 		if r := cmd(t, args...); r.code != 125 || strings.Count(r.stderr, "\n") != 1 {
 			t.Errorf("%v: exit %d, %q; want 125 and one line", args, r.code, r.stderr)
 		}
+	}
+}
+
+// A reader that runs late still learns CMD's status: the supervisor waits
+// (a bounded time) for an events reader before it removes the record that
+// says how CMD ended. The reader is stopped while CMD exits; without the
+// wait it would wake to a level already gone and report no exit code.
+func TestEventsLateReader(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	l := start(t, nil, script(
+		"echo $$ > "+dir+"/pid",
+		"while [ ! -e "+dir+"/go ]; do sleep 0.01; done",
+		"exit 5")...)
+	pidOf(t, l, dir+"/pid")
+	ev := exec.Command(bin, "events", l.name, "--stats", "--interval", "100ms")
+	out, err := ev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Process.Kill()
+	s := bufio.NewScanner(out)
+	if !s.Scan() { // a first usage sample: the reader is in its loop
+		t.Fatalf("events printed nothing")
+	}
+	ev.Process.Signal(unix.SIGSTOP)
+	os.WriteFile(dir+"/go", nil, 0o644)
+	time.Sleep(time.Second)
+	ev.Process.Signal(unix.SIGCONT)
+	var last lvl.Event
+	for s.Scan() {
+		json.Unmarshal(s.Bytes(), &last)
+	}
+	if last.Event != "exit" || last.ExitCode == nil || *last.ExitCode != 5 {
+		t.Errorf("last event %+v, want exit with exit_code 5", last)
+	}
+	if r := l.wait(t); r.code != 5 {
+		t.Errorf("cl-unshare exit %d, want 5; stderr %q", r.code, r.stderr)
 	}
 }
