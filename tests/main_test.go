@@ -105,6 +105,13 @@ func helper(name string, args []string) int {
 			return 1
 		}
 		return 0
+	case "links": // links FILE DIR N: hard-link FILE as DIR/rI.json up to N times, print links=COUNT
+		n, _ := strconv.Atoi(args[2])
+		i := 0
+		for ; i < n && os.Link(args[0], filepath.Join(args[1], fmt.Sprintf("r%d.json", i))) == nil; i++ {
+		}
+		fmt.Printf("links=%d\n", i)
+		return 0
 	case "ticker": // ticker FILE: write a growing counter to FILE
 		for n := 0; ; n++ {
 			os.WriteFile(args[0]+".tmp", []byte(strconv.Itoa(n)), 0o644)
