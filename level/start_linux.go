@@ -189,6 +189,23 @@ func (l *Level) createCgroups(cfg Config, infos []*mountinfo.Info, pid int) erro
 	if err != nil {
 		return err
 	}
+	if pid == 0 {
+		// A supervisor alone in a delegated cgroup steps into a leaf of
+		// it, and the levels go beside that leaf (exec in place needs no
+		// leaf: it moves into the level itself).
+		for _, h := range hs {
+			moved, err := cgroup.EnterDelegatedLeaf(h, os.Getpid())
+			if err != nil {
+				return err
+			}
+			if moved {
+				if hs, writes, err = plan(infos, cfg.Limits); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
 	if err := failpoint.At("cgroups"); err != nil {
 		return err
 	}

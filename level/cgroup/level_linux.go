@@ -49,12 +49,16 @@ const NoInternalProcessHint = "the parent cgroup has processes (cgroup v2 no-int
 // limits. Then levels go one step up, beside the launcher's cgroup: its
 // parent holds no process and already offers what the launcher's cgroup
 // has. The root cgroup is exempt from the rule, and a cgroup namespace's
-// root has no step up.
+// root has no step up; nor has a cgroup delegated to the launcher (its
+// parent is the manager's: EnterDelegatedLeaf readies it instead).
 func Base(h Hierarchy) string {
 	if !h.V2() || h.Path == "/" {
 		return h.Path
 	}
 	dir := h.Dir(h.Path)
+	if Delegated(dir) {
+		return h.Path
+	}
 	have, err1 := Fields(dir, "cgroup.controllers")
 	on, err2 := Fields(dir, "cgroup.subtree_control")
 	if err1 != nil || err2 != nil {

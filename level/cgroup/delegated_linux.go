@@ -1,0 +1,74 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// SupervisorLeaf is the child of a delegated cgroup that a launcher moves
+// itself into, so that the delegated cgroup holds no process and may hand
+// its controllers down to levels (the v2 no-internal-process rule).
+const SupervisorLeaf = "supervisor"
+
+// Delegated reports whether a service manager delegated cgroup dir to
+// the processes in it: systemd marks the cgroup of a unit with
+// Delegate=yes with the trusted.delegate xattr (and user.delegate, which
+// an unprivileged reader may see), value "1".
+func Delegated(dir string) bool {
+	for _, attr := range []string{"trusted.delegate", "user.delegate"} {
+		b := make([]byte, 8)
+		if n, err := unix.Getxattr(dir, attr, b); err == nil && string(b[:n]) == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// EnterDelegatedLeaf readies a delegated cgroup2 cgroup that holds the
+// launcher (pid) alone, as in `systemd-run --scope -p Delegate=yes
+// cl-unshare ...`: the launcher moves into its SupervisorLeaf child and
+// every controller the cgroup has is enabled for its children, so levels
+// go below the delegated cgroup (Base) rather than beside it, outside
+// what the manager delegated. It reports whether it moved. A cgroup that
+// already hands every controller down, is not delegated, or holds other
+// processes too is left as it is.
+func EnterDelegatedLeaf(h Hierarchy, pid int) (bool, error) {
+	if !h.V2() || h.Path == "/" {
+		return false, nil
+	}
+	dir := h.Dir(h.Path)
+	have, err1 := Fields(dir, "cgroup.controllers")
+	on, err2 := Fields(dir, "cgroup.subtree_control")
+	if err1 != nil || err2 != nil || !Delegated(dir) {
+		return false, nil
+	}
+	if !slices.ContainsFunc(have, func(c string) bool { return !slices.Contains(on, c) }) {
+		return false, nil
+	}
+	procs, err := Fields(dir, "cgroup.procs")
+	if err != nil || !slices.Equal(procs, []string{strconv.Itoa(pid)}) {
+		return false, nil
+	}
+	leaf := filepath.Join(dir, SupervisorLeaf)
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return false, fmt.Errorf("delegated cgroup %s: make the supervisor's leaf: %w", dir, err)
+	}
+	if err := WriteFile(leaf, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		return false, fmt.Errorf("delegated cgroup %s: move into %s: %w", dir, leaf, err)
+	}
+	for _, c := range have {
+		if slices.Contains(on, c) {
+			continue
+		}
+		if err := WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
+			return true, fmt.Errorf("delegated cgroup %s: enable %s for levels: %w", dir, c, err)
+		}
+	}
+	return true, nil
+}
