@@ -18,6 +18,7 @@ import (
 // status; then it ends.
 func TestEvents(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	dir := t.TempDir()
 	l := start(t, nil, append([]string{"--memory", "32M"}, script(

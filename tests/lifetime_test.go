@@ -319,6 +319,7 @@ func oneLine(s, msg string) bool {
 // naming the step, and leaves nothing behind.
 func TestSetupStepFailures(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
 		"unshare cgroup namespace", "mount propagation", "hide host mounts", "cgroup mirror", "run directory",
 		"cgroup mounts", "before exec", "crash:cgroup mounts",

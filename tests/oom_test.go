@@ -25,6 +25,7 @@ func memoryOnV2(t *testing.T) bool {
 // it, and stderr one line with the limit.
 func TestOOMNamed(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	dir := t.TempDir()
 	// dd's 64 MiB buffer cannot fit in 32M: the kernel kills dd, not sh.
@@ -59,6 +60,7 @@ func TestOOMNamed(t *testing.T) {
 // process at a time, it is refused in one line.
 func TestOOMGroup(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	args := []string{"--memory", "32M", "--oom-group", "--", "sh", "-c", "sleep 600 & dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; wait"}
 	if !memoryOnV2(t) {

@@ -17,6 +17,7 @@ import (
 // new values.
 func TestUpdateLimits(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	dir := t.TempDir()
 	// Each result is written whole, then renamed into place.
@@ -81,6 +82,7 @@ func TestUpdateLimits(t *testing.T) {
 // own nested level is updated.
 func TestUpdateBadInput(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	dir := t.TempDir()
 	l := start(t, nil, script("echo $$ > "+dir+"/pid", "sleep 600")...)

@@ -11,6 +11,7 @@ import (
 // --stats says it on one line of stderr, as systemd-run --wait does.
 func TestUsageAtExit(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	noLeaks(t)
 	// A 16 MiB buffer, and a loop that spends CPU time.
 	code, stderr, exit := runStatus(t, "--stats", "--", "sh", "-c",

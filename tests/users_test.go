@@ -44,6 +44,7 @@ func unitCgroup(t *testing.T, h cgroup.Hierarchy) (string, int) {
 // listed, killed and collected like the others.
 func TestExecInPlace(t *testing.T) {
 	requires(t, "root", "cgroupns")
+	needController(t, "memory")
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
