@@ -49,6 +49,12 @@ type Config struct {
 	// as PID 1 instead, to reap orphans: CMD is its child, and Pid() is
 	// the init's.
 	PID, MountProc, Init bool
+	// Net, UTS and IPC give the level its own network namespace (with
+	// its loopback interface up, as bubblewrap does, so 127.0.0.1 works),
+	// UTS namespace (named Hostname and Domainname, if set) and IPC
+	// namespace (System V IPC and POSIX message queues).
+	Net, UTS, IPC        bool
+	Hostname, Domainname string
 	// User gives the level a user namespace in which its root is UIDMap's
 	// and GIDMap's host ids; the level's inner cgroups and the delegatable
 	// files in them are handed to that root, and nothing else.
@@ -127,6 +133,9 @@ func (c *Config) Validate() error {
 	if err := c.validateLeaf(); err != nil {
 		return err
 	}
+	if err := c.validateNamespaces(); err != nil {
+		return err
+	}
 	if c.Init && !c.PID {
 		return fieldErr("Config.Init", "needs Config.PID (it runs as PID 1 of the level's PID namespace)")
 	}
@@ -177,6 +186,28 @@ func (c *Config) validateUser() error {
 	}
 	if c.MirrorMax > 0 && !c.User {
 		return fieldErr("Config.MirrorMax", "needs Config.User (without it the level's mounts reach the host by propagation, and root in it is the host's root anyway)")
+	}
+	return nil
+}
+
+// validateNamespaces checks the names a UTS namespace gets, and that the
+// kernel has the namespaces asked for.
+func (c *Config) validateNamespaces() error {
+	for _, n := range []struct{ field, name string }{{"Config.Hostname", c.Hostname}, {"Config.Domainname", c.Domainname}} {
+		switch {
+		case n.name != "" && !c.UTS:
+			return fieldErr(n.field, "needs Config.UTS (a name is given to the level's own UTS namespace, never the host's)")
+		case len(n.name) > 64:
+			return fieldErr(n.field, "%q is longer than the kernel's 64 bytes", n.name)
+		}
+	}
+	for _, n := range []struct {
+		field, ns string
+		on        bool
+	}{{"Config.Net", "net", c.Net}, {"Config.UTS", "uts", c.UTS}, {"Config.IPC", "ipc", c.IPC}} {
+		if _, err := os.Stat("/proc/self/ns/" + n.ns); n.on && err != nil {
+			return fieldErr(n.field, "this kernel has no %s namespaces (/proc/self/ns/%s: %v)", n.ns, n.ns, err)
+		}
 	}
 	return nil
 }

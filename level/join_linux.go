@@ -112,13 +112,14 @@ func joinTargets(i *Info, sub string) (map[string]string, bool) {
 	return targets, found
 }
 
-// openNamespaces opens the cgroup and mount namespaces of the level's
-// process member, and its PID namespace if it is not ours.
+// openNamespaces opens the namespaces of the level's process member that
+// exec enters, at the init stage's numbers (nsexec.JoinCgroupNSFD on):
+// cgroup, mount, PID (entered only if it is not ours: joinPID), network,
+// UTS and IPC (entered always; each is the host's own where the level has
+// none of its own).
 func openNamespaces(member int, name string) (files []*os.File, joinPID bool, err error) {
-	kinds := []string{"cgroup", "mnt"}
-	if joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid"); joinPID {
-		kinds = append(kinds, "pid")
-	}
+	kinds := []string{"cgroup", "mnt", "pid", "net", "uts", "ipc"}
+	joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")
 	for _, ns := range kinds {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", member, ns))
 		if err != nil {

@@ -41,11 +41,12 @@ type Info struct {
 	// Invalid says why a nested level's record failed a check against
 	// its parent and the kernel (State is then "invalid").
 	Invalid string `json:"invalid,omitempty"`
+	// CMD's namespaces (list and inspect)
+	Namespaces *Namespaces `json:"namespaces,omitempty"`
 	// inspect only
-	Usage       *Usage      `json:"usage,omitempty"`
-	Namespaces  *Namespaces `json:"namespaces,omitempty"`
-	Mirror      []string    `json:"mirror,omitempty"` // "MOUNTPOINT FSTYPE ROOT" as the caller sees them
-	Enforcement string      `json:"enforcement,omitempty"`
+	Usage       *Usage   `json:"usage,omitempty"`
+	Mirror      []string `json:"mirror,omitempty"` // "MOUNTPOINT FSTYPE ROOT" as the caller sees them
+	Enforcement string   `json:"enforcement,omitempty"`
 
 	state   *State
 	dir     string  // its run directory as the caller sees it
@@ -74,6 +75,18 @@ type Usage struct {
 type Namespaces struct {
 	Cgroup uint64 `json:"cgroup"`
 	Mount  uint64 `json:"mnt"`
+	Net    uint64 `json:"net,omitempty"`
+	UTS    uint64 `json:"uts,omitempty"`
+	IPC    uint64 `json:"ipc,omitempty"`
+	PID    uint64 `json:"pid,omitempty"`
+	User   uint64 `json:"user,omitempty"`
+}
+
+// namespacesOf reads the namespaces of process pid (each is the host's
+// unless the level asked for its own; 0 where the kernel has none).
+func namespacesOf(pid int) *Namespaces {
+	return &Namespaces{Cgroup: nsInode(pid, "cgroup"), Mount: nsInode(pid, "mnt"), Net: nsInode(pid, "net"),
+		UTS: nsInode(pid, "uts"), IPC: nsInode(pid, "ipc"), PID: nsInode(pid, "pid"), User: nsInode(pid, "user")}
 }
 
 // UnknownError says no level of that name is visible here.
@@ -89,7 +102,19 @@ func List(runDir string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return w.tops()
+	ls, err := w.tops()
+	withNamespaces(ls)
+	return ls, err
+}
+
+// withNamespaces reads the namespaces of each running level's CMD.
+func withNamespaces(ls []Info) {
+	for k := range ls {
+		if ls[k].CmdPID != 0 && ls[k].Invalid == "" {
+			ls[k].Namespaces = namespacesOf(ls[k].CmdPID)
+		}
+		withNamespaces(ls[k].Levels)
+	}
 }
 
 // cgroups adopts the level's cgroups as the caller sees them (nil if none is left).
@@ -162,7 +187,7 @@ func Inspect(runDir, name string) (*Info, error) {
 		i.Usage.Tasks = len(pids)
 	}
 	if i.CmdPID != 0 {
-		i.Namespaces = &Namespaces{Cgroup: nsInode(i.CmdPID, "cgroup"), Mount: nsInode(i.CmdPID, "mnt")}
+		i.Namespaces = namespacesOf(i.CmdPID)
 	}
 	_, v2 := i.Cgroups["cgroup2"]
 	guarded := i.state.User != nil && !i.state.User.OwnsLimits

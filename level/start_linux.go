@@ -451,6 +451,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir, Layout: layout, Argv: cfg.Argv,
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
 		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
+		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
 	}
 	// The stage forks from the prepared thread: a clone of the template
 	// (or, with a user namespace, of its prepared copy), and the parent
@@ -515,12 +516,28 @@ func (l *Level) requests(st *stage) nsexec.Requests {
 	}
 }
 
+// nsFlags are the clone flags of the namespaces Config.Net, UTS and IPC
+// ask for (with User, the user namespace the clone makes owns them).
+func nsFlags(cfg Config) uintptr {
+	var f uintptr
+	for _, n := range []struct {
+		on   bool
+		flag uintptr
+	}{{cfg.Net, unix.CLONE_NEWNET}, {cfg.UTS, unix.CLONE_NEWUTS}, {cfg.IPC, unix.CLONE_NEWIPC}} {
+		if n.on {
+			f |= n.flag
+		}
+	}
+	return f
+}
+
 // cloneAttr is the init stage's namespaces and ids.
 func cloneAttr(cfg Config) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
 	if cfg.PID {
 		attr.Cloneflags |= unix.CLONE_NEWPID
 	}
+	attr.Cloneflags |= nsFlags(cfg)
 	if cfg.User {
 		// The init stage copies its mount namespace itself, once the
 		// launcher has put in place what it must hold locked.

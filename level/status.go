@@ -30,7 +30,7 @@ type Event struct {
 func readyEvent(l *Level) Event {
 	e := Event{Event: "ready", Name: l.Name, SupervisorPID: os.Getpid(), CmdPID: l.Pid(),
 		Cgroups: map[string]Paths{}, Mirror: filepath.Join(l.LevelDir, "cgroup"),
-		Namespaces: &Namespaces{Cgroup: nsInode(l.Pid(), "cgroup"), Mount: nsInode(l.Pid(), "mnt")}}
+		Namespaces: namespacesOf(l.Pid())}
 	e.Cgroups = l.Cgroups()
 	return e
 }

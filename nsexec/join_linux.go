@@ -16,6 +16,10 @@ import (
 // does. setns(CLONE_NEWNS) refuses a thread that shares its filesystem
 // attributes, as every Go thread does, until unshare(CLONE_FS).
 func join(c *Config) (string, error) {
+	// Main marks the numbers every mode shares; these are join's alone.
+	for _, fd := range []int{JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD} {
+		unix.CloseOnExec(fd)
+	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return StepJoin, fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
@@ -27,12 +31,22 @@ func join(c *Config) (string, error) {
 	}
 	unix.Close(JoinCgroupNSFD)
 	unix.Close(JoinMountNSFD)
+	for _, ns := range []struct {
+		fd   int
+		flag int
+		name string
+	}{{JoinNetNSFD, unix.CLONE_NEWNET, "network"}, {JoinUTSNSFD, unix.CLONE_NEWUTS, "uts"}, {JoinIPCNSFD, unix.CLONE_NEWIPC, "ipc"}} {
+		if err := unix.Setns(ns.fd, ns.flag); err != nil {
+			return StepJoin, fmt.Errorf("setns %s namespace: %w", ns.name, err)
+		}
+		unix.Close(ns.fd)
+	}
 	if c.JoinPID {
 		if err := unix.Setns(JoinPIDNSFD, unix.CLONE_NEWPID); err != nil {
 			return StepJoin, fmt.Errorf("setns pid namespace: %w", err)
 		}
-		unix.Close(JoinPIDNSFD)
 	}
+	unix.Close(JoinPIDNSFD)
 	if c.As != nil {
 		if err := dropTo(*c.As); err != nil {
 			return StepJoin, err

@@ -29,6 +29,7 @@ func newLevel(c *Config) (string, error) {
 			return nil // cloned with CLONE_NEWNS from the template
 		}},
 		{StepCgroupNS, unshareCgroupNS},
+		{StepNamespaces, namespaces},
 		{StepPropagation, func(c *Config) error {
 			if c.Mode == ModeUserLevel {
 				return propagationUserNS(c)
@@ -71,6 +72,52 @@ func unshareCgroupNS(*Config) error {
 	// new namespace is rooted at the inner cgroup everywhere.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
+	}
+	return nil
+}
+
+// namespaces readies the network, UTS and IPC namespaces the level asked
+// for (made here with --exec, by the clone otherwise): its names, and
+// the loopback interface up, as bubblewrap does, so that 127.0.0.1 works
+// inside (unshare -n leaves it down).
+func namespaces(c *Config) error {
+	if c.Unshare != 0 {
+		if err := unix.Unshare(int(c.Unshare)); err != nil {
+			return fmt.Errorf("unshare(%#x): %w", c.Unshare, err)
+		}
+	}
+	if c.Hostname != "" {
+		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+			return fmt.Errorf("sethostname %q: %w", c.Hostname, err)
+		}
+	}
+	if c.Domainname != "" {
+		if err := unix.Setdomainname([]byte(c.Domainname)); err != nil {
+			return fmt.Errorf("setdomainname %q: %w", c.Domainname, err)
+		}
+	}
+	if c.Loopback {
+		return loopbackUp()
+	}
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up lo: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: SIOCSIFFLAGS: %w", err)
 	}
 	return nil
 }

@@ -72,7 +72,10 @@ const (
 	// ModeJoin: the running level's namespaces.
 	JoinCgroupNSFD = 4
 	JoinMountNSFD  = 5
-	JoinPIDNSFD    = 6 // only with Config.JoinPID
+	JoinPIDNSFD    = 6 // entered only with Config.JoinPID
+	JoinNetNSFD    = 7
+	JoinUTSNSFD    = 8
+	JoinIPCNSFD    = 9
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -105,6 +108,14 @@ type Config struct {
 	// Init: the init stage stays as PID 1 of the level's PID namespace,
 	// runs CMD as its child and reaps every orphan.
 	Init bool `json:"init,omitempty"`
+	// Unshare, in ModeInPlace, are the namespaces (CLONE_NEWNET, UTS,
+	// IPC) the stage makes itself; the other modes are cloned with them.
+	// Hostname and Domainname name its UTS namespace; Loopback brings up
+	// the new network namespace's lo.
+	Unshare    uintptr `json:"unshare,omitempty"`
+	Hostname   string  `json:"hostname,omitempty"`
+	Domainname string  `json:"domainname,omitempty"`
+	Loopback   bool    `json:"loopback,omitempty"`
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`
@@ -138,6 +149,7 @@ const (
 	StepCgroupMount = "cgroup mounts"
 	StepProc        = "mount /proc"
 	StepLeaf        = "cgroup leaf"
+	StepNamespaces  = "namespaces"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"
 	StepTerminal    = "terminal guard"

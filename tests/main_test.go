@@ -135,6 +135,31 @@ func helper(name string, args []string) int {
 		}
 		os.WriteFile(args[1], []byte(strconv.Itoa(n)), 0o644)
 		return 0
+	case "netcheck": // netcheck: the interfaces this network namespace has, and whether 127.0.0.1 answers
+		var names []string
+		ifs, _ := net.Interfaces()
+		for _, i := range ifs {
+			up := "down"
+			if i.Flags&net.FlagUp != 0 {
+				up = "up"
+			}
+			names = append(names, i.Name+":"+up)
+		}
+		fmt.Println("interfaces", strings.Join(names, ","))
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Println("loopback:", err)
+			return 0
+		}
+		defer l.Close()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			fmt.Println("loopback:", err)
+			return 0
+		}
+		c.Close()
+		fmt.Println("loopback: ok")
+		return 0
 	case "tiocsti": // tiocsti: push a byte into stdin's terminal, say what happened
 		b := byte(' ')
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&b)))

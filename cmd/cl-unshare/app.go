@@ -83,6 +83,11 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new PID namespace: CMD is its PID 1"},
 		&cli.BoolFlag{Name: "mount-proc", Usage: "mount a fresh /proc for the PID namespace (with --pid)"},
 		&cli.BoolFlag{Name: "init", Usage: "with --pid: run cl-unshare as PID 1, to reap orphans and pass signals on; CMD runs as its child"},
+		&cli.BoolFlag{Name: "net", Aliases: []string{"n"}, Usage: "a new network namespace, with only the loopback interface, up (unshare -n leaves it down)"},
+		&cli.BoolFlag{Name: "uts", Aliases: []string{"u"}, Usage: "a new UTS namespace (its own hostname and domain name)"},
+		&cli.StringFlag{Name: "hostname", Usage: "with --uts: the level's hostname `NAME`"},
+		&cli.StringFlag{Name: "domainname", Usage: "with --uts: the level's NIS domain name `NAME`"},
+		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
@@ -128,6 +133,8 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		return cfg, &level.FieldError{Field: "Config.Leaf", Err: errors.New("empty name (use --no-leaf to keep processes in the level's root)")}
 	}
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
+	cfg.Net, cfg.UTS, cfg.IPC = c.Bool("net"), c.Bool("uts"), c.Bool("ipc")
+	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
 	cfg.Limits.OOMGroup = c.Bool("oom-group")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {

@@ -1,0 +1,169 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	lvl "github.com/cl-unshare/cl-unshare/level"
+)
+
+// nsKinds are the namespaces exec enters, and list shows.
+var nsKinds = []string{"cgroup", "mnt", "net", "uts", "ipc", "pid", "user"}
+
+// --net, --uts (with --hostname and --domainname) and --ipc, with and
+// without --user: CMD is in namespaces of its own, the loopback interface
+// is up and answers, the names are set; list shows each namespace's inode;
+// exec enters every namespace CMD has.
+func TestNetUTSIPC(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	for _, user := range []bool{false, true} {
+		t.Run(fmt.Sprintf("user=%v", user), func(t *testing.T) {
+			noLeaks(t)
+			// With --user, the level's root (a host uid of the range) must
+			// reach the helper and the files: a directory open to all.
+			dir := t.TempDir()
+			os.Chmod(dir, 0o777)
+			os.Chmod(filepath.Dir(dir), 0o755)
+			self := filepath.Join(dir, "helper")
+			if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
+				t.Fatalf("copy the helper: %v", err)
+			}
+			args := []string{"--net", "--uts", "--hostname", "lvl-host", "--domainname", "lvl.dom", "--ipc"}
+			if user {
+				args = append(args, "--user")
+			}
+			l := start(t, nil, append(args, script(
+				"CLU_HELPER=netcheck "+self+" > "+dir+"/net.tmp; mv "+dir+"/net.tmp "+dir+"/net",
+				"echo $(cat /proc/sys/kernel/hostname) $(cat /proc/sys/kernel/domainname) > "+dir+"/names",
+				"echo $$ > "+dir+"/pid",
+				"sleep 600")...)...)
+			pid := pidOf(t, l, dir+"/pid")
+			if got := waitFile(t, l, dir+"/net"); !strings.Contains(got, "interfaces lo:up\n") || !strings.Contains(got, "loopback: ok") {
+				t.Errorf("network inside: %q, want only lo, up, and 127.0.0.1 answering", got)
+			}
+			if got := strings.TrimSpace(mustRead(t, dir+"/names")); got != "lvl-host lvl.dom" {
+				t.Errorf("hostname and domain name inside: %q, want lvl-host lvl.dom", got)
+			}
+			host, _ := os.ReadFile("/proc/sys/kernel/hostname")
+			if strings.TrimSpace(string(host)) == "lvl-host" {
+				t.Errorf("the host's hostname changed")
+			}
+			for _, ns := range []string{"net", "uts", "ipc"} {
+				if readNS(t, pid, ns) == readNS(t, os.Getpid(), ns) {
+					t.Errorf("CMD shares the host's %s namespace", ns)
+				}
+			}
+			i := findInfo(listJSON(t), l.name)
+			if i == nil || i.Namespaces == nil {
+				t.Fatalf("list --json: no namespaces for %s: %+v", l.name, i)
+			}
+			if want := readNS(t, pid, "net"); fmt.Sprintf("net:[%d]", i.Namespaces.Net) != want {
+				t.Errorf("list --json net namespace %d, CMD's is %s", i.Namespaces.Net, want)
+			}
+			// exec enters every namespace CMD is in, as nsenter -a would.
+			var links []string
+			for _, ns := range nsKinds {
+				links = append(links, "$(readlink /proc/self/ns/"+ns+")")
+			}
+			r := cmd(t, "exec", l.name, "--", "sh", "-c", "echo "+strings.Join(links, " "))
+			got := strings.Fields(r.stdout)
+			if r.code != 0 || len(got) != len(nsKinds) {
+				t.Fatalf("exec: exit %d, %q %q", r.code, r.stdout, r.stderr)
+			}
+			for k, ns := range nsKinds {
+				want := readNS(t, pid, ns)
+				if ns == "user" && user {
+					// A Go program cannot enter a user namespace: exec runs
+					// CMD as the level root's host ids, without capabilities,
+					// in the host's user namespace (the security issue's rule).
+					want = readNS(t, os.Getpid(), "user")
+				}
+				if got[k] != want {
+					t.Errorf("exec'd process's %s namespace %s, CMD's %s", ns, got[k], want)
+				}
+			}
+			l.stop(t)
+		})
+	}
+}
+
+// --exec makes the namespaces itself (it is not cloned): the same names
+// and loopback in a level with no supervisor.
+func TestNetUTSIPCExecInPlace(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	name := fmt.Sprintf("nsexec%d", os.Getpid())
+	r := clu(t, "--exec", "--name", name, "--net", "--uts", "--hostname", "in-place", "--ipc", "--", "sh", "-c",
+		"cat /proc/sys/kernel/hostname; grep -c : /proc/self/net/dev; readlink /proc/self/ns/ipc")
+	t.Cleanup(func() { cmd(t, "gc", name) })
+	lines := strings.Fields(r.stdout)
+	if r.code != 0 || len(lines) != 3 || lines[0] != "in-place" || lines[1] != "1" || lines[2] == readNS(t, os.Getpid(), "ipc") {
+		t.Errorf("--exec with namespaces: exit %d, %q (stderr %q); want hostname in-place, one interface, an IPC namespace of its own", r.code, r.stdout, r.stderr)
+	}
+	cmd(t, "gc", name)
+}
+
+// Names without a UTS namespace, and a name the kernel cannot hold: 125,
+// one line naming the flag, nothing made.
+func TestNetUTSIPCBadInput(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--hostname", "x"}, "--hostname: needs --uts"},
+		{[]string{"--domainname", "x"}, "--domainname: needs --uts"},
+		{[]string{"--uts", "--hostname", strings.Repeat("h", 65)}, "--hostname: "},
+	} {
+		r := clu(t, append(c.args, "--", "true")...)
+		if r.code != 125 || !oneLine(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+func readNS(t *testing.T, pid int, ns string) string {
+	t.Helper()
+	s, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The same through the Go API: Config.Net, UTS, Hostname, IPC; and a
+// name without UTS is a FieldError naming the field.
+func TestAPINetUTSIPC(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	l, err := lvl.Start(lvl.Config{
+		Name: fmt.Sprintf("apins-%d", os.Getpid()), CgroupParent: testParent, Stdout: out,
+		Net: true, UTS: true, Hostname: "api-host", IPC: true,
+		Argv: []string{"/bin/sh", "-c", "cat /proc/sys/kernel/hostname; grep -c : /proc/self/net/dev; readlink /proc/self/ns/ipc"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ws, err := l.Wait(); err != nil || lvl.ExitCode(ws) != 0 {
+		t.Fatalf("exit %d, %v", lvl.ExitCode(ws), err)
+	}
+	lines := strings.Fields(mustRead(t, out.Name()))
+	if len(lines) != 3 || lines[0] != "api-host" || lines[1] != "1" || lines[2] == readNS(t, os.Getpid(), "ipc") {
+		t.Errorf("CMD saw %q; want hostname api-host, one interface, an IPC namespace of its own", lines)
+	}
+	var fe *lvl.FieldError
+	if _, err := lvl.Start(lvl.Config{Hostname: "x", Argv: []string{"true"}}); !errors.As(err, &fe) || fe.Field != "Config.Hostname" {
+		t.Errorf("Hostname without UTS: %v, want a FieldError for Config.Hostname", err)
+	}
+}
