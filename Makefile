@@ -4,6 +4,8 @@ GO      ?= go
 BIN     := bin/cl-unshare
 # urfave_cli_no_docs drops the man-page generator and its init cost.
 TAGS    := urfave_cli_no_docs
+# The version --version prints: git describe where there is a checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/...
 
 .PHONY: all build install test test-vm unit integration bench stress lint clean verify-deps fuzz
@@ -11,7 +13,7 @@ UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsex
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -o $(BIN) ./cmd/cl-unshare
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cl-unshare
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cl-unshare

@@ -34,6 +34,7 @@ var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT
 func newApp(code *exitCode) *cli.App {
 	return &cli.App{
 		Name:            "cl-unshare",
+		Version:         buildVersion(),
 		Usage:           "run a command in its own level of cgroups and namespaces",
 		UsageText:       usageText,
 		HideHelpCommand: true,

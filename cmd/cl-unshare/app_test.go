@@ -296,3 +296,27 @@ func TestFlagsDefined(t *testing.T) {
 		}
 	}
 }
+
+// --version and -V (unshare's spelling) print the build's version, on one
+// line, and start nothing.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "-V"} {
+		var code exitCode
+		app := newApp(&code)
+		ran := false
+		app.Action = func(*cli.Context) error { ran = true; return nil }
+		var out strings.Builder
+		app.Writer, app.ErrWriter = &out, io.Discard
+		if err := app.Run([]string{"cl-unshare", arg}); err != nil || ran {
+			t.Errorf("%s: %v, action ran %v", arg, err, ran)
+		}
+		if got, want := out.String(), "cl-unshare "+buildVersion()+"\n"; got != want || buildVersion() == "" {
+			t.Errorf("%s printed %q, want %q", arg, got, want)
+		}
+	}
+	version = "v9.9-test"
+	defer func() { version = "" }()
+	if v := buildVersion(); v != "v9.9-test" {
+		t.Errorf("with -X main.version: %q", v)
+	}
+}
