@@ -89,7 +89,7 @@ func FuzzValidateName(f *testing.F) {
 }
 
 func FuzzParseIDMap(f *testing.F) {
-	for _, s := range []string{"auto", "0:100000:65536", "1:2:3", "0:0:0", "0:-1:5", "0:4294967295:1", "a:b:c", "0:1", ""} {
+	for _, s := range []string{"auto", "0:100000:65536", "1:2:3", "0:0:0", "0:-1:5", "0:4294967295:1", "a:b:c", "0:1", "", "100000,0,65536", "1,0,"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

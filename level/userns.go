@@ -23,8 +23,10 @@ type IDMap struct {
 // has none for root: the first range useradd hands out.
 var defaultRange = IDMap{Inner: 0, Outer: 100000, Count: 65536}
 
-// ParseIDMap parses "INNER:OUTER:COUNT", or "auto" for root's range in
-// /etc/subuid (or /etc/subgid), else 100000:65536, mapped from 0.
+// ParseIDMap parses "INNER:OUTER:COUNT", unshare's "OUTER,INNER,COUNT"
+// (--map-users=100000,0,65536: the other order, and commas, so neither
+// can be read as the other), or "auto" for root's range in /etc/subuid
+// (or /etc/subgid), else 100000:65536, mapped from 0.
 func ParseIDMap(s, subFile string) (IDMap, error) {
 	if s == "auto" {
 		if r, ok := subRange(subFile); ok {
@@ -32,10 +34,17 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 		}
 		return defaultRange, nil
 	}
-	f := strings.Split(s, ":")
-	bad := fmt.Errorf("invalid map %q (use INNER:OUTER:COUNT, such as 0:100000:65536, or auto)", s)
+	sep, unshareOrder := ":", strings.Contains(s, ",")
+	if unshareOrder {
+		sep = ","
+	}
+	f := strings.Split(s, sep)
+	bad := fmt.Errorf("invalid map %q (use INNER:OUTER:COUNT, such as 0:100000:65536, unshare's OUTER,INNER,COUNT, or auto)", s)
 	if len(f) != 3 {
 		return IDMap{}, bad
+	}
+	if unshareOrder {
+		f[0], f[1] = f[1], f[0]
 	}
 	var n [3]int
 	for i := range f {

@@ -167,3 +167,20 @@ func TestAPINetUTSIPC(t *testing.T) {
 		t.Errorf("Hostname without UTS: %v, want a FieldError for Config.Hostname", err)
 	}
 }
+
+// --map-users and --map-groups take unshare's OUTER,INNER,COUNT too: the
+// same range spelled both ways gives the same maps.
+func TestMapUnshareSpelling(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	r := clu(t, "--user", "--", "cat", "/proc/self/uid_map", "/proc/self/gid_map")
+	f := strings.Fields(r.stdout)
+	if r.code != 0 || len(f) != 6 {
+		t.Fatalf("--user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	comma := f[1] + "," + f[0] + "," + f[2]
+	r2 := clu(t, "--user", "--map-users", comma, "--map-groups", comma, "--", "cat", "/proc/self/uid_map", "/proc/self/gid_map")
+	if r2.code != 0 || strings.Join(strings.Fields(r2.stdout), " ") != strings.Join(f, " ") {
+		t.Errorf("--map-users %s: exit %d, %q (stderr %q); want the maps of %s:%s:%s, %q", comma, r2.code, r2.stdout, r2.stderr, f[0], f[1], f[2], r.stdout)
+	}
+}

@@ -91,7 +91,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
-		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map, or auto (root's /etc/subuid range, else 0:100000:65536)"},
+		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
 		&cli.StringFlag{Name: "leaf", Usage: "on cgroup v2, start the level's processes in `NAME` below its root, which then hands its controllers down (default init)"},
 		&cli.BoolFlag{Name: "no-leaf", Usage: "on cgroup v2, keep the level's processes in its root (which then cannot enable controllers for children)"},
