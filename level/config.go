@@ -55,6 +55,11 @@ type Config struct {
 	// namespace (System V IPC and POSIX message queues).
 	Net, UTS, IPC        bool
 	Hostname, Domainname string
+	// SetUID and SetGID, if set, are the ids CMD runs as in the level
+	// (ids of its user namespace with User), set just before CMD starts,
+	// as unshare --setuid and --setgid; SetGID also drops supplementary
+	// groups where the kernel allows it.
+	SetUID, SetGID *int
 	// User gives the level a user namespace in which its root is UIDMap's
 	// and GIDMap's host ids; the level's inner cgroups and the delegatable
 	// files in them are handed to that root, and nothing else.
@@ -136,6 +141,9 @@ func (c *Config) Validate() error {
 	if err := c.validateNamespaces(); err != nil {
 		return err
 	}
+	if err := c.validateIDs(); err != nil {
+		return err
+	}
 	if c.Init && !c.PID {
 		return fieldErr("Config.Init", "needs Config.PID (it runs as PID 1 of the level's PID namespace)")
 	}
@@ -207,6 +215,25 @@ func (c *Config) validateNamespaces() error {
 	}{{"Config.Net", "net", c.Net}, {"Config.UTS", "uts", c.UTS}, {"Config.IPC", "ipc", c.IPC}} {
 		if _, err := os.Stat("/proc/self/ns/" + n.ns); n.on && err != nil {
 			return fieldErr(n.field, "this kernel has no %s namespaces (/proc/self/ns/%s: %v)", n.ns, n.ns, err)
+		}
+	}
+	return nil
+}
+
+// validateIDs checks that CMD's ids exist where it runs: with a user
+// namespace, in the level's maps (after validateUser set them).
+func (c *Config) validateIDs() error {
+	for _, id := range []struct {
+		field, flagWord string
+		v               *int
+		m               IDMap
+	}{{"Config.SetUID", "uid", c.SetUID, c.UIDMap}, {"Config.SetGID", "gid", c.SetGID, c.GIDMap}} {
+		switch {
+		case id.v == nil:
+		case *id.v < 0 || *id.v > 1<<32-2:
+			return fieldErr(id.field, "invalid %s %d", id.flagWord, *id.v)
+		case c.User && (*id.v < id.m.Inner || *id.v >= id.m.Inner+id.m.Count):
+			return fieldErr(id.field, "%s %d is not mapped in the level's user namespace (it maps %d-%d)", id.flagWord, *id.v, id.m.Inner, id.m.Inner+id.m.Count-1)
 		}
 	}
 	return nil

@@ -452,6 +452,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
 		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
 		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
+		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
 	}
 	// The stage forks from the prepared thread: a clone of the template
 	// (or, with a user namespace, of its prepared copy), and the parent

@@ -94,6 +94,20 @@ func runChild(c *Config) {
 		// Ctrl-C reaches it once, from the kernel, and not again from us.
 		attr.Sys = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
 	}
+	if c.SetUID != nil || c.SetGID != nil {
+		// PID 1 keeps its ids, to reap and signal; CMD gets the new ones.
+		cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), NoSetGroups: c.SetGID == nil || c.Mode == ModeUserLevel}
+		if c.SetUID != nil {
+			cred.Uid = uint32(*c.SetUID)
+		}
+		if c.SetGID != nil {
+			cred.Gid = uint32(*c.SetGID)
+		}
+		if attr.Sys == nil {
+			attr.Sys = &syscall.SysProcAttr{}
+		}
+		attr.Sys.Credential = cred
+	}
 	// Not exec.Cmd: its Wait would race the wait-for-any loop below.
 	p, err := os.StartProcess(path, c.Argv, attr)
 	if err != nil {
@@ -136,13 +150,17 @@ func execCommand(sync *os.File, c *Config) error {
 	if err != nil {
 		return err
 	}
+	if err := setIDs(c); err != nil {
+		return err
+	}
 	if sync != nil {
 		if err := send(sync, message{Type: "exec"}); err != nil {
 			return err
 		}
 	}
 	// The launcher's death must not take a running level with it, unless
-	// --kill-child asked for just that.
+	// --kill-child asked for just that. After setIDs: a change of ids
+	// clears the parent-death signal.
 	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(c.KillSignal), 0, 0, 0)
 	if c.ReadyFD > 0 {
 		unix.CloseOnExec(c.ReadyFD)
@@ -150,6 +168,27 @@ func execCommand(sync *os.File, c *Config) error {
 	os.Unsetenv(failpoint.Env)
 	err = unix.Exec(path, argv, os.Environ())
 	return fmt.Errorf("%s: %w", argv[0], err)
+}
+
+// setIDs gives this process (every thread: Go's Setuid and Setgid do)
+// the ids CMD runs as: supplementary groups dropped, then the group,
+// then the user, which also leaves root's capabilities behind.
+func setIDs(c *Config) error {
+	if c.SetGID != nil {
+		// A user namespace whose setgroups is "deny" keeps its groups.
+		if err := unix.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setgid(*c.SetGID); err != nil {
+			return fmt.Errorf("setgid %d: %w", *c.SetGID, err)
+		}
+	}
+	if c.SetUID != nil {
+		if err := syscall.Setuid(*c.SetUID); err != nil {
+			return fmt.Errorf("setuid %d: %w", *c.SetUID, err)
+		}
+	}
+	return nil
 }
 
 func lookPath(name string) (string, error) {

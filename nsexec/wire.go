@@ -116,6 +116,11 @@ type Config struct {
 	Hostname   string  `json:"hostname,omitempty"`
 	Domainname string  `json:"domainname,omitempty"`
 	Loopback   bool    `json:"loopback,omitempty"`
+	// SetUID and SetGID, if set, are the ids CMD runs as (unshare -S,
+	// -G), set after everything else, just before CMD starts; SetGID
+	// also drops the supplementary groups where setgroups is allowed.
+	SetUID *int `json:"set_uid,omitempty"`
+	SetGID *int `json:"set_gid,omitempty"`
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`

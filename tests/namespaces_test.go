@@ -184,3 +184,44 @@ func TestMapUnshareSpelling(t *testing.T) {
 		t.Errorf("--map-users %s: exit %d, %q (stderr %q); want the maps of %s:%s:%s, %q", comma, r2.code, r2.stdout, r2.stderr, f[0], f[1], f[2], r.stdout)
 	}
 }
+
+// --setuid and --setgid, as unshare -S -G: CMD runs with those ids and
+// no supplementary groups, after the level is set up (as root); with
+// --user they are ids of the level's user namespace; as PID 1 with
+// --init, cl-unshare keeps root and only CMD changes.
+func TestSetIDs(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	show := `echo $(id -u) $(id -g) $(id -G); grep -E "^(Uid|Gid|CapEff):" /proc/self/status | tr -s "\t" " " | tr "\n" " "`
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"1234 4321 4321", "Uid: 1234 1234 1234 1234", "Gid: 4321 4321 4321 4321", "CapEff: 0000000000000000"}},
+		{[]string{"--pid", "--init"}, []string{"1234 4321 4321", "Uid: 1234 1234 1234 1234"}},
+		{[]string{"--exec", "--name", fmt.Sprintf("setid%d", os.Getpid())}, []string{"1234 4321 4321", "Uid: 1234 1234 1234 1234"}},
+		{[]string{"--user"}, []string{"1234 4321", "Uid: 1234 1234 1234 1234", "CapEff: 0000000000000000"}},
+	} {
+		r := clu(t, append(c.args, "--setuid", "1234", "--setgid", "4321", "--", "sh", "-c", show)...)
+		if c.args != nil && c.args[0] == "--exec" {
+			cmd(t, "gc", c.args[2])
+		}
+		for _, w := range c.want {
+			if r.code != 0 || !strings.Contains(r.stdout, w) {
+				t.Errorf("%v --setuid 1234 --setgid 4321: exit %d, %q (stderr %q); want %q", c.args, r.code, r.stdout, r.stderr, w)
+			}
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--setuid", "x"}, "--setuid: invalid id"},
+		{[]string{"--setgid", "-5"}, "--setgid: invalid id"},
+		{[]string{"--user", "--map-users", "0:100000:1000", "--setuid", "1000"}, "--setuid: uid 1000 is not mapped"},
+	} {
+		if r := clu(t, append(c.args, "--", "true")...); r.code != 125 || !oneLine(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}

@@ -89,6 +89,8 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "hostname", Usage: "with --uts: the level's hostname `NAME`"},
 		&cli.StringFlag{Name: "domainname", Usage: "with --uts: the level's NIS domain name `NAME`"},
 		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
+		&cli.StringFlag{Name: "setuid", Aliases: []string{"S"}, Usage: "run CMD as `UID` (of the level's user namespace with --user), set once the level is set up"},
+		&cli.StringFlag{Name: "setgid", Aliases: []string{"G"}, Usage: "run CMD as `GID`, without supplementary groups"},
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
@@ -136,6 +138,19 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.Net, cfg.UTS, cfg.IPC = c.Bool("net"), c.Bool("uts"), c.Bool("ipc")
 	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
+	for _, f := range []struct {
+		flag string
+		dst  **int
+	}{{"setuid", &cfg.SetUID}, {"setgid", &cfg.SetGID}} {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		n, err := strconv.Atoi(c.String(f.flag))
+		if err != nil || n < 0 {
+			return cfg, fmt.Errorf("--%s: invalid id %q (use a number, such as 1000)", f.flag, c.String(f.flag))
+		}
+		*f.dst = &n
+	}
 	cfg.Limits.OOMGroup = c.Bool("oom-group")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {

@@ -28,6 +28,8 @@ var flagOf = map[string]string{
 	"Config.IPC":          "--ipc",
 	"Config.Hostname":     "--hostname",
 	"Config.Domainname":   "--domainname",
+	"Config.SetUID":       "--setuid",
+	"Config.SetGID":       "--setgid",
 	"Config.User":         "--user",
 	"Config.UIDMap":       "--map-users",
 	"Config.GIDMap":       "--map-groups",
