@@ -65,6 +65,11 @@ type Config struct {
 	// files in them are handed to that root, and nothing else.
 	User           bool
 	UIDMap, GIDMap IDMap
+	// AllowSetgroups, with User, lets the level's processes call
+	// setgroups(2) (/proc/PID/setgroups "allow", unshare --setgroups
+	// allow); by default it is "deny", so no process in the level can
+	// drop a group to pass a file's deny-by-group permission.
+	AllowSetgroups bool
 	// Leaf names the cgroup2 cgroup below the level's namespace root where
 	// its processes start (DefaultLeaf if ""), so that the root holds no
 	// process and has every controller the level was given enabled for
@@ -188,6 +193,9 @@ func (c *Config) validateUser() error {
 	}
 	if c.KillAfter > 0 && c.Timeout == 0 {
 		return fieldErr("Config.KillAfter", "needs Config.Timeout")
+	}
+	if c.AllowSetgroups && !c.User {
+		return &FieldError{"Config.AllowSetgroups", errNoUserNS}
 	}
 	if c.MirrorMax < 0 {
 		return fieldErr("Config.MirrorMax", "invalid count %d", c.MirrorMax)

@@ -545,6 +545,7 @@ func cloneAttr(cfg Config) *syscall.SysProcAttr {
 		attr.Cloneflags = attr.Cloneflags&^unix.CLONE_NEWNS | unix.CLONE_NEWUSER
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
+		attr.GidMappingsEnableSetgroups = cfg.AllowSetgroups
 		// Without it the child keeps its host uid and host-root DAC.
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}

@@ -225,3 +225,39 @@ func TestSetIDs(t *testing.T) {
 		}
 	}
 }
+
+// --setgroups allow|deny, as unshare: a --user level's /proc/PID/setgroups
+// says which, deny by default; with allow, --setgid drops the groups.
+func TestSetgroups(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--user"}, "deny"},
+		{[]string{"--user", "--setgroups", "deny"}, "deny"},
+		{[]string{"--user", "--setgroups", "allow"}, "allow"},
+		{[]string{"--user", "--setgroups", "allow", "--setgid", "5"}, "allow\n5\n"},
+	} {
+		script := "cat /proc/self/setgroups"
+		if strings.Contains(c.want, "5") {
+			script += "; id -G"
+		}
+		r := clu(t, append(c.args, "--", "sh", "-c", script)...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, c.want) || (strings.Contains(c.want, "5") && r.stdout != c.want) {
+			t.Errorf("%v: exit %d, %q (stderr %q); want %q", c.args, r.code, r.stdout, r.stderr, c.want)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--setgroups", "allow"}, "--setgroups: needs --user"},
+		{[]string{"--user", "--setgroups", "maybe"}, "--setgroups: invalid value"},
+	} {
+		if r := clu(t, append(c.args, "--", "true")...); r.code != 125 || !oneLine(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}

@@ -94,6 +94,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
+		&cli.StringFlag{Name: "setgroups", Usage: "with --user: `allow` or deny (default) setgroups(2) in the level, as unshare --setgroups"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
 		&cli.StringFlag{Name: "leaf", Usage: "on cgroup v2, start the level's processes in `NAME` below its root, which then hands its controllers down (default init)"},
 		&cli.BoolFlag{Name: "no-leaf", Usage: "on cgroup v2, keep the level's processes in its root (which then cannot enable controllers for children)"},
@@ -138,6 +139,16 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.Net, cfg.UTS, cfg.IPC = c.Bool("net"), c.Bool("uts"), c.Bool("ipc")
 	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
+	switch v := c.String("setgroups"); v {
+	case "allow":
+		cfg.AllowSetgroups = true
+	case "deny", "":
+		if c.IsSet("setgroups") && !c.Bool("user") && !c.Bool("map-root-user") {
+			return cfg, &level.FieldError{Field: "Config.AllowSetgroups", Err: errors.New("needs --user")}
+		}
+	default:
+		return cfg, fmt.Errorf("--setgroups: invalid value %q (use allow or deny)", v)
+	}
 	for _, f := range []struct {
 		flag string
 		dst  **int
