@@ -192,7 +192,9 @@ func (l *Level) createCgroups(cfg Config, infos []*mountinfo.Info, pid int) erro
 	if pid == 0 {
 		// A supervisor alone in a delegated cgroup steps into a leaf of
 		// it, and the levels go beside that leaf (exec in place needs no
-		// leaf: it moves into the level itself).
+		// leaf: it moves into the level itself). A later failure does not
+		// move it back: where the launcher lives is not part of the
+		// level, and its next start would only step in again.
 		for _, h := range hs {
 			moved, err := cgroup.EnterDelegatedLeaf(h, os.Getpid())
 			if err != nil {

@@ -110,14 +110,8 @@ func TestTerminalInjection(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
 	// The level's root (host uid 100000) must reach the helper and the
-	// pid file: a copy of this binary in a directory open to all.
-	dir := t.TempDir()
-	os.Chmod(dir, 0o777)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	self := filepath.Join(dir, "helper")
-	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
-		t.Fatalf("copy the helper: %v", err)
-	}
+	// pid file.
+	dir, self := openDir(t)
 	env := []string{"CLU_HELPER=tiocsti"}
 	if out := onPTY(t, env, "--cgroup-parent", testParent, "--", self); !strings.Contains(out, "tiocsti: ok") {
 		t.Errorf("level without --user: %q, want the probe to work", out)
@@ -322,11 +316,11 @@ func TestSetupStepFailures(t *testing.T) {
 	needController(t, "memory")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
 		"unshare cgroup namespace", "mount propagation", "hide host mounts", "cgroup mirror", "run directory",
-		"cgroup mounts", "before exec", "crash:cgroup mounts",
+		"cgroup mounts", "namespaces", "before exec", "crash:cgroup mounts",
 		// With --user the first three mount steps run in the launcher, on
 		// a thread of its own (nsexec.PrepareMounts).
 		"user:mount propagation", "user:hide host mounts", "user:cgroup mirror", "user:run directory",
-		"user:cgroup mounts", "user:crash:cgroup mounts", "user:unshare mount namespace",
+		"user:cgroup mounts", "user:namespaces", "user:crash:cgroup mounts", "user:unshare mount namespace",
 		// With --mount-proc too, the launcher attaches the level's /proc.
 		"userproc:unshare mount namespace", "userproc:attach proc", "user:mirror"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {

@@ -508,6 +508,21 @@ func (l *level) wait(t *testing.T) result {
 	return result{code: l.cmd.ProcessState.ExitCode(), stdout: l.stdout.String(), stderr: l.stderr.String()}
 }
 
+// openDir is a temporary directory open to all, with a copy of this test
+// binary in it as helper (CLU_HELPER=...): the root of a --user level,
+// a host uid of its range, can reach both.
+func openDir(t *testing.T) (dir, helper string) {
+	t.Helper()
+	dir = t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	helper = filepath.Join(dir, "helper")
+	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(helper, b, 0o755) != nil {
+		t.Fatalf("copy the helper: %v", err)
+	}
+	return dir, helper
+}
+
 // waitFile waits until path exists and returns its content.
 func waitFile(t *testing.T, l *level, path string) string {
 	t.Helper()

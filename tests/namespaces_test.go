@@ -23,15 +23,8 @@ func TestNetUTSIPC(t *testing.T) {
 	for _, user := range []bool{false, true} {
 		t.Run(fmt.Sprintf("user=%v", user), func(t *testing.T) {
 			noLeaks(t)
-			// With --user, the level's root (a host uid of the range) must
-			// reach the helper and the files: a directory open to all.
-			dir := t.TempDir()
-			os.Chmod(dir, 0o777)
-			os.Chmod(filepath.Dir(dir), 0o755)
-			self := filepath.Join(dir, "helper")
-			if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
-				t.Fatalf("copy the helper: %v", err)
-			}
+			// With --user, the level's root must reach the helper and the files.
+			dir, self := openDir(t)
 			args := []string{"--net", "--uts", "--hostname", "lvl-host", "--domainname", "lvl.dom", "--ipc"}
 			if user {
 				args = append(args, "--user")

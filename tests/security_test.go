@@ -341,13 +341,7 @@ func TestUserNestedMirror(t *testing.T) {
 func TestExecOwnTerminal(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o777)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	self := filepath.Join(dir, "helper")
-	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
-		t.Fatalf("copy the helper: %v", err)
-	}
+	dir, self := openDir(t)
 	l := start(t, nil, append([]string{"--user"}, script("echo $$ > "+dir+"/pid", "exec sleep 600")...)...)
 	pidOf(t, l, dir+"/pid")
 
@@ -398,16 +392,10 @@ func TestExecOwnTerminal(t *testing.T) {
 func TestMirrorAndWalkBounds(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o777)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	s := "/run/cl-unshare/state"
 	// The level's root (host uid 100000) must reach the helper that makes
 	// the links in one process (5,000 forks of ln take 20 s under TCG).
-	self := filepath.Join(dir, "helper")
-	if b, err := os.ReadFile("/proc/self/exe"); err != nil || os.WriteFile(self, b, 0o755) != nil {
-		t.Fatalf("copy the helper: %v", err)
-	}
+	dir, self := openDir(t)
+	s := "/run/cl-unshare/state"
 	l := start(t, nil, append([]string{"--user"}, script(
 		"mkdir -p "+s+" /run/cl-unshare/levels/nosize /run/cl-unshare/levels/noinodes /run/cl-unshare/levels/grows",
 		`printf '{"name":"x"}' > `+s+`/x.json`,

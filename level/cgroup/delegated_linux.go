@@ -56,19 +56,37 @@ func EnterDelegatedLeaf(h Hierarchy, pid int) (bool, error) {
 		return false, nil
 	}
 	leaf := filepath.Join(dir, SupervisorLeaf)
-	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	made := true
+	if err := os.Mkdir(leaf, 0o755); errors.Is(err, os.ErrExist) {
+		made = false
+	} else if err != nil {
 		return false, fmt.Errorf("delegated cgroup %s: make the supervisor's leaf: %w", dir, err)
 	}
+	var enabled []string
+	// undo leaves the cgroup as it was: the controllers this enabled off
+	// again (the rule would refuse the move back otherwise), the launcher
+	// back in it, and the leaf gone if this made it.
+	undo := func(err error) (bool, error) {
+		for _, c := range slices.Backward(enabled) {
+			_ = WriteFile(dir, "cgroup.subtree_control", "-"+c)
+		}
+		_ = WriteFile(dir, "cgroup.procs", strconv.Itoa(pid))
+		if made {
+			_ = os.Remove(leaf)
+		}
+		return false, err
+	}
 	if err := WriteFile(leaf, "cgroup.procs", strconv.Itoa(pid)); err != nil {
-		return false, fmt.Errorf("delegated cgroup %s: move into %s: %w", dir, leaf, err)
+		return undo(fmt.Errorf("delegated cgroup %s: move into %s: %w", dir, leaf, err))
 	}
 	for _, c := range have {
 		if slices.Contains(on, c) {
 			continue
 		}
 		if err := WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
-			return true, fmt.Errorf("delegated cgroup %s: enable %s for levels: %w", dir, c, err)
+			return undo(fmt.Errorf("delegated cgroup %s: enable %s for levels: %w (start the level alone in it, or use Config.CgroupParent)", dir, c, err))
 		}
+		enabled = append(enabled, c)
 	}
 	return true, nil
 }
