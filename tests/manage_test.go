@@ -57,9 +57,12 @@ func TestNestingDepth4(t *testing.T) {
 	noLeaks(t)
 	dir := t.TempDir()
 	self, _ := os.Executable()
-	// Innermost: report, wait. Each outer level runs the next one.
+	// Innermost: report, wait. Each outer level runs the next one. The
+	// hog is made the OOM killer's first choice: the three nested
+	// supervisors share the 32M too, and the killer once took one of
+	// them (a TCG guest), ending the tree with 137.
 	inner := fmt.Sprintf("cat /proc/self/cgroup > %s/cg; ls -R /run/cl-unshare > %s/run; "+
-		"cat /proc/self/mountinfo > %s/mi; CLU_HELPER=hog %s 64; echo $? > %s/hog; "+
+		"cat /proc/self/mountinfo > %s/mi; sh -c 'echo 1000 > /proc/self/oom_score_adj; CLU_HELPER=hog exec %s 64'; echo $? > %s/hog; "+
 		"echo ok > %s/ready; while [ ! -e %s/go ]; do sleep 0.01; done", dir, dir, dir, self, dir, dir, dir)
 	cmdline := inner
 	for d := 4; d >= 2; d-- {
