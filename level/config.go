@@ -3,6 +3,7 @@ package level
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -60,6 +61,20 @@ type Config struct {
 	// as unshare --setuid and --setgid; SetGID also drops supplementary
 	// groups where the kernel allows it.
 	SetUID, SetGID *int
+	// Propagation is the mount propagation of the level's / and all below
+	// it, as unshare --propagation: "slave" (the default, also "" and
+	// "unchanged": host mounts arrive, none of the level's leave),
+	// "shared" (host mounts arrive; the level's reach mount namespaces
+	// made from its own, never the host) or "private" (nothing in or out).
+	// The level's cgroup mounts reach the host's mirror in every mode.
+	Propagation string
+	// Root, if set, is the directory CMD sees as / (pivot_root, as
+	// unshare --root, so the old root is not reachable at all). It needs
+	// sys/fs/cgroup, where the level's cgroup tree is mounted, and proc
+	// with MountProc; the run directory is bound in where Root has RUN,
+	// for nested levels. WorkDir is the directory CMD starts in (in
+	// Root; "/" there by default).
+	Root, WorkDir string
 	// User gives the level a user namespace in which its root is UIDMap's
 	// and GIDMap's host ids; the level's inner cgroups and the delegatable
 	// files in them are handed to that root, and nothing else.
@@ -149,6 +164,9 @@ func (c *Config) Validate() error {
 	if err := c.validateIDs(); err != nil {
 		return err
 	}
+	if err := c.validateRoot(); err != nil {
+		return err
+	}
 	if c.Init && !c.PID {
 		return fieldErr("Config.Init", "needs Config.PID (it runs as PID 1 of the level's PID namespace)")
 	}
@@ -226,6 +244,69 @@ func (c *Config) validateNamespaces() error {
 		}
 	}
 	return nil
+}
+
+// validateRoot checks the propagation mode and that the new root and
+// working directory are directories, with what the level mounts there.
+func (c *Config) validateRoot() error {
+	switch c.Propagation {
+	case "", "slave", "shared", "private", "unchanged":
+	default:
+		return fieldErr("Config.Propagation", "invalid mode %q (use slave, shared, private or unchanged)", c.Propagation)
+	}
+	isDir := func(field, dir string) error {
+		st, err := os.Stat(dir)
+		switch {
+		case err != nil:
+			return fieldErr(field, "%s: %v", dir, unwrapPath(err))
+		case !st.IsDir():
+			return fieldErr(field, "%s is not a directory", dir)
+		}
+		return nil
+	}
+	if c.Root != "" {
+		r, err := filepath.Abs(c.Root)
+		if err != nil {
+			return fieldErr("Config.Root", "%s: %v", c.Root, err)
+		}
+		c.Root = r
+		if err := isDir("Config.Root", r); err != nil {
+			return err
+		}
+		need := []string{"sys/fs/cgroup"}
+		if c.MountProc {
+			need = append(need, "proc")
+		}
+		for _, d := range need {
+			if st, err := os.Stat(filepath.Join(r, d)); err != nil || !st.IsDir() {
+				return fieldErr("Config.Root", "%s has no %s directory, where the level mounts its own (create it)", r, d)
+			}
+		}
+	}
+	if c.WorkDir == "" {
+		return nil
+	}
+	if c.Root == "" {
+		w, err := filepath.Abs(c.WorkDir)
+		if err != nil {
+			return fieldErr("Config.WorkDir", "%s: %v", c.WorkDir, err)
+		}
+		c.WorkDir = w
+		return isDir("Config.WorkDir", w)
+	}
+	// In the new root, where a relative path starts at its /.
+	c.WorkDir = filepath.Join("/", c.WorkDir)
+	return isDir("Config.WorkDir", filepath.Join(c.Root, c.WorkDir))
+}
+
+// unwrapPath is a *PathError's errno alone ("no such file or
+// directory"), the caller naming the path.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // validateIDs checks that CMD's ids exist where it runs: with a user

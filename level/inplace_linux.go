@@ -48,7 +48,8 @@ func ExecInPlace(cfg Config) (err error) {
 	return execInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
 		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf,
 		Unshare: nsFlags(cfg), Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
-		SetUID: cfg.SetUID, SetGID: cfg.SetGID}, l)
+		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
+		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir}, l)
 }
 
 // execInPlace replaces the calling process (same PID) with the init stage,

@@ -455,6 +455,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
 		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
 		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
+		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
 	}
 	// The stage forks from the prepared thread: a clone of the template
 	// (or, with a user namespace, of its prepared copy), and the parent

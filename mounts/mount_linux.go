@@ -80,6 +80,20 @@ func SlaveAll() error {
 	return mount("make rslave", "", "/", "", unix.MS_REC|unix.MS_SLAVE, "")
 }
 
+// SharedAll makes every mount of this namespace shared, as unshare
+// --propagation shared: a slave stays one (host mounts still arrive) and
+// joins a new peer group that mount namespaces copied from this one
+// share; nothing reaches the host.
+func SharedAll() error {
+	return mount("make rshared", "", "/", "", unix.MS_REC|unix.MS_SHARED, "")
+}
+
+// PrivateAll makes every mount of this namespace private: nothing comes
+// in from the host or goes out.
+func PrivateAll() error {
+	return mount("make rprivate", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+}
+
 // JoinGroup makes the private mount at dir a peer of the mount open as fd
 // (an O_PATH fd, possibly of another mount namespace). Linux 5.15.
 func JoinGroup(fd int, dir string) error {
@@ -127,6 +141,39 @@ func Move(from, to string) error {
 // makes dst its peer, which is how a level's /sys/fs/cgroup stays mirrored.
 func BindTree(src, dst string) error {
 	return mount("bind", src, dst, "", unix.MS_BIND|unix.MS_REC, "")
+}
+
+// PivotRoot makes dir (a mount) this mount namespace's root and this
+// process's, and unmounts the old root with all below it. The old root
+// is made a slave first: detaching the level's own copies of its mirror
+// there must not unmount their peers on the host.
+func PivotRoot(dir string) error {
+	old, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &Error{Op: "open", Target: "/", Err: err}
+	}
+	defer unix.Close(old)
+	if err := unix.Chdir(dir); err != nil {
+		return &Error{Op: "chdir", Target: dir, Err: err}
+	}
+	// pivot_root(".", ".") stacks the old root on the new one, with no
+	// directory for it needed in dir (which may be read-only).
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &Error{Op: "pivot_root", Target: dir, Err: err}
+	}
+	if err := unix.Fchdir(old); err != nil {
+		return &Error{Op: "fchdir", Target: "the old root", Err: err}
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return &Error{Op: "make rslave", Target: "the old root", Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &Error{Op: "unmount", Target: "the old root", Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &Error{Op: "chdir", Target: "/", Err: err}
+	}
+	return nil
 }
 
 // Detach lazily unmounts dir and every mount below it.

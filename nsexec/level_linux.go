@@ -31,10 +31,16 @@ func newLevel(c *Config) (string, error) {
 		{StepCgroupNS, unshareCgroupNS},
 		{StepNamespaces, namespaces},
 		{StepPropagation, func(c *Config) error {
+			// Before the mirror and run directory arrive (the launcher's
+			// prepared namespace has them already with a user namespace,
+			// where propagationUserNS rejoins them to their groups after).
+			if err := rootPropagation(c.Propagation); err != nil {
+				return err
+			}
 			if c.Mode == ModeUserLevel {
 				return propagationUserNS(c)
 			}
-			return nil // the template's mounts are all slaves or private
+			return nil
 		}},
 		// With a user namespace the launcher did these before the
 		// namespace existed (its prepared copy of the template), where
@@ -50,6 +56,7 @@ func newLevel(c *Config) (string, error) {
 			}
 			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}},
+		{StepRoot, newRoot},
 	}
 	for _, s := range steps {
 		if os.Getenv(failpoint.Env) == "crash:"+s.name {
@@ -65,6 +72,71 @@ func newLevel(c *Config) (string, error) {
 	}
 	// A step of our own just before exec, which 126/127 never cover.
 	return "before exec", failpoint.At("before exec")
+}
+
+// rootPropagation sets the propagation of / and every mount below it,
+// as unshare --propagation. The template's mounts are slaves (or
+// private) already, so "" and "unchanged" mean slave too.
+func rootPropagation(mode string) error {
+	switch mode {
+	case "", "unchanged":
+		return nil
+	case "slave":
+		return mounts.SlaveAll()
+	case "shared":
+		return mounts.SharedAll()
+	case "private":
+		return mounts.PrivateAll()
+	}
+	return fmt.Errorf("unknown propagation %q", mode)
+}
+
+// newRoot makes c.Root CMD's /, with pivot_root rather than chroot: the
+// old root is unmounted, so no "..", second chroot or open directory
+// reaches it. The level's own mounts (its cgroup tree, in the peer
+// groups that reach the host's mirror; its /proc; its run directory,
+// for nested levels, where Root has a place for it) are bound in first.
+func newRoot(c *Config) error {
+	if c.Root == "" {
+		if c.WorkDir == "" {
+			return nil
+		}
+		if err := unix.Chdir(c.WorkDir); err != nil {
+			return fmt.Errorf("working directory %s: %w", c.WorkDir, err)
+		}
+		return nil
+	}
+	// pivot_root wants the new root to be a mount; a recursive bind takes
+	// what is mounted below it along (and must be recursive with a user
+	// namespace, whose copied mounts are locked to what covers them).
+	if err := mounts.BindTree(c.Root, c.Root); err != nil {
+		return err
+	}
+	binds := []string{mounts.CgroupRoot}
+	if c.MountProc {
+		binds = append(binds, "/proc")
+	}
+	if st, err := os.Stat(filepath.Join(c.Root, c.RunDir)); err == nil && st.IsDir() {
+		binds = append(binds, c.RunDir)
+	}
+	for _, dir := range binds {
+		// A bind of a shared mount is its peer: cgroup mounts made later
+		// in the new root still reach the mirror.
+		if err := mounts.BindTree(dir, filepath.Join(c.Root, dir)); err != nil {
+			return err
+		}
+	}
+	if err := mounts.PivotRoot(c.Root); err != nil {
+		return err
+	}
+	wd := c.WorkDir
+	if wd == "" {
+		wd = "/"
+	}
+	if err := unix.Chdir(wd); err != nil {
+		return fmt.Errorf("working directory %s (in the new root %s): %w", wd, c.Root, err)
+	}
+	return nil
 }
 
 func unshareCgroupNS(*Config) error {

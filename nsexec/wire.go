@@ -121,6 +121,16 @@ type Config struct {
 	// also drops the supplementary groups where setgroups is allowed.
 	SetUID *int `json:"set_uid,omitempty"`
 	SetGID *int `json:"set_gid,omitempty"`
+	// Propagation is what the level's / becomes once its mount namespace
+	// exists: "slave" (also for "" and "unchanged": the template's mounts
+	// are slaves already), "shared" or "private".
+	Propagation string `json:"propagation,omitempty"`
+	// Root, if set, becomes CMD's / by pivot_root once the level is set
+	// up, with the level's /sys/fs/cgroup (and /proc with MountProc, and
+	// RUN where Root has it) bound into it; WorkDir is where CMD starts
+	// (in Root, "/" by default there).
+	Root    string `json:"root,omitempty"`
+	WorkDir string `json:"work_dir,omitempty"`
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`
@@ -154,6 +164,7 @@ const (
 	StepCgroupMount = "cgroup mounts"
 	StepProc        = "mount /proc"
 	StepLeaf        = "cgroup leaf"
+	StepRoot        = "new root"
 	StepNamespaces  = "namespaces"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"

@@ -89,6 +89,9 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "hostname", Usage: "with --uts: the level's hostname `NAME`"},
 		&cli.StringFlag{Name: "domainname", Usage: "with --uts: the level's NIS domain name `NAME`"},
 		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
+		&cli.StringFlag{Name: "root", Aliases: []string{"R"}, Usage: "run CMD with `DIR` as its / (pivot_root; DIR needs sys/fs/cgroup, and proc with --mount-proc)"},
+		&cli.StringFlag{Name: "wd", Aliases: []string{"w"}, Usage: "start CMD in `DIR` (in the new root with --root, / there by default)"},
+		&cli.StringFlag{Name: "propagation", Usage: "mount propagation `MODE` of the level's /: slave (default), shared, private or unchanged"},
 		&cli.StringFlag{Name: "setuid", Aliases: []string{"S"}, Usage: "run CMD as `UID` (of the level's user namespace with --user), set once the level is set up"},
 		&cli.StringFlag{Name: "setgid", Aliases: []string{"G"}, Usage: "run CMD as `GID`, without supplementary groups"},
 		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
@@ -139,6 +142,12 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.PID, cfg.MountProc, cfg.Init = c.Bool("pid"), c.Bool("mount-proc"), c.Bool("init")
 	cfg.Net, cfg.UTS, cfg.IPC = c.Bool("net"), c.Bool("uts"), c.Bool("ipc")
 	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
+	cfg.Root, cfg.WorkDir, cfg.Propagation = c.String("root"), c.String("wd"), c.String("propagation")
+	for _, f := range []string{"root", "wd", "propagation"} {
+		if c.IsSet(f) && c.String(f) == "" {
+			return cfg, fmt.Errorf("--%s: empty value (leave the option out, or give one)", f)
+		}
+	}
 	switch v := c.String("setgroups"); v {
 	case "allow":
 		cfg.AllowSetgroups = true
