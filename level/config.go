@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,13 @@ type Config struct {
 	// namespace (System V IPC and POSIX message queues).
 	Net, UTS, IPC        bool
 	Hostname, Domainname string
+	// Time gives the level a time namespace (Linux 6.0 or later), whose
+	// CLOCK_MONOTONIC and CLOCK_BOOTTIME are offset by Monotonic and
+	// Boottime (whole seconds or not; negative is allowed down to the
+	// clock's zero), set before CMD enters it, as unshare -T --monotonic
+	// --boottime. Its uptime in /proc is the boot-time clock's.
+	Time                bool
+	Monotonic, Boottime time.Duration
 	// SetUID and SetGID, if set, are the ids CMD runs as in the level
 	// (ids of its user namespace with User), set just before CMD starts,
 	// as unshare --setuid and --setgid; SetGID also drops supplementary
@@ -235,11 +243,41 @@ func (c *Config) validateNamespaces() error {
 			return fieldErr(n.field, "%q is longer than the kernel's 64 bytes", n.name)
 		}
 	}
+	for _, o := range []struct {
+		field string
+		d     time.Duration
+	}{{"Config.Monotonic", c.Monotonic}, {"Config.Boottime", c.Boottime}} {
+		if o.d != 0 && !c.Time {
+			return fieldErr(o.field, "needs Config.Time (the offset is of the level's own clocks, never the host's)")
+		}
+	}
+	for _, o := range []struct {
+		field string
+		clock int32
+		d     time.Duration
+	}{{"Config.Monotonic", unix.CLOCK_MONOTONIC, c.Monotonic}, {"Config.Boottime", unix.CLOCK_BOOTTIME, c.Boottime}} {
+		var now unix.Timespec
+		if o.d >= 0 || unix.ClockGettime(o.clock, &now) != nil {
+			continue
+		}
+		// The kernel keeps a namespace's clocks at or above zero.
+		if at := time.Duration(now.Nano()); at+o.d < 0 {
+			return fieldErr(o.field, "offset %v takes the clock below zero: it reads %v here (use an offset of -%d seconds or more)", o.d, at.Truncate(time.Second), int64(at.Seconds()))
+		}
+	}
+	if c.Time && !timeNSOnExec() {
+		return fieldErr("Config.Time", "needs Linux 6.0 or later, where execve enters the new time namespace (this is %s)", kernelRelease())
+	}
 	for _, n := range []struct {
 		field, ns string
 		on        bool
-	}{{"Config.Net", "net", c.Net}, {"Config.UTS", "uts", c.UTS}, {"Config.IPC", "ipc", c.IPC}} {
-		if _, err := os.Stat("/proc/self/ns/" + n.ns); n.on && err != nil {
+	}{{"Config.Net", "net", c.Net}, {"Config.UTS", "uts", c.UTS}, {"Config.IPC", "ipc", c.IPC}, {"Config.Time", "time", c.Time}} {
+		_, err := os.Stat("/proc/self/ns/" + n.ns)
+		if err == nil {
+			// Tests fake a kernel without this kind of namespace.
+			err = failpoint.At("no " + n.ns + " namespaces")
+		}
+		if n.on && err != nil {
 			return fieldErr(n.field, "this kernel has no %s namespaces (/proc/self/ns/%s: %v)", n.ns, n.ns, err)
 		}
 	}
@@ -307,6 +345,25 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// timeNSOnExec reports whether the kernel moves a process into its time
+// namespace for children on execve (Linux 6.0, "fs/exec: switch timens
+// when a task gets a new mm"); before, only children entered it.
+func timeNSOnExec() bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(kernelRelease(), "%d.%d", &major, &minor); err != nil {
+		return true // unknown: let the kernel say
+	}
+	return major >= 6
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 // validateIDs checks that CMD's ids exist where it runs: with a user

@@ -49,7 +49,8 @@ func ExecInPlace(cfg Config) (err error) {
 		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf,
 		Unshare: nsFlags(cfg), Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
 		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
-		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir}, l)
+		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
+		Time: cfg.Time, Monotonic: int64(cfg.Monotonic), Boottime: int64(cfg.Boottime)}, l)
 }
 
 // execInPlace replaces the calling process (same PID) with the init stage,

@@ -91,7 +91,8 @@ func Join(c JoinConfig) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("level %s: %w", c.Name, err)
 	}
-	return startJoin(c, targets, nsFiles, joinPID, as)
+	joinTime := readlinkNS(member, "time") != readlinkNS(os.Getpid(), "time")
+	return startJoin(c, targets, nsFiles, joinPID, joinTime, as)
 }
 
 // joinTargets is the cgroup, in every hierarchy, that a command joining
@@ -116,10 +117,14 @@ func joinTargets(i *Info, sub string) (map[string]string, bool) {
 // exec enters, at the init stage's numbers (nsexec.JoinCgroupNSFD on):
 // cgroup, mount, PID (entered only if it is not ours: joinPID), network,
 // UTS and IPC (entered always; each is the host's own where the level has
-// none of its own).
+// none of its own), and time where the kernel has it (entered only if it
+// is not ours: the stage has to hop into it).
 func openNamespaces(member int, name string) (files []*os.File, joinPID bool, err error) {
 	kinds := []string{"cgroup", "mnt", "pid", "net", "uts", "ipc"}
 	joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")
+	if _, err := os.Stat("/proc/self/ns/time"); err == nil {
+		kinds = append(kinds, "time") // nsexec.JoinTimeNSFD
+	}
 	for _, ns := range kinds {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", member, ns))
 		if err != nil {
@@ -193,7 +198,7 @@ func readlinkNS(pid int, ns string) string {
 
 // startJoin starts the stage that joins the level (nsexec.ModeJoin) in
 // targets, its cgroups, with its namespaces open as nsFiles.
-func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID bool, as *nsexec.HostIDs) (*Process, error) {
+func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID, joinTime bool, as *nsexec.HostIDs) (*Process, error) {
 	// Pdeathsig follows the thread that forks: kept until CMD runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -212,7 +217,7 @@ func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, join
 		return nil, err
 	}
 	wd, _ := os.Getwd()
-	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as}
+	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as, JoinTime: joinTime}
 	join := func(pid int) error {
 		for h, dir := range targets {
 			if h == "cgroup2" {

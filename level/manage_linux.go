@@ -80,13 +80,15 @@ type Namespaces struct {
 	IPC    uint64 `json:"ipc,omitempty"`
 	PID    uint64 `json:"pid,omitempty"`
 	User   uint64 `json:"user,omitempty"`
+	Time   uint64 `json:"time,omitempty"`
 }
 
 // namespacesOf reads the namespaces of process pid (each is the host's
 // unless the level asked for its own; 0 where the kernel has none).
 func namespacesOf(pid int) *Namespaces {
 	return &Namespaces{Cgroup: nsInode(pid, "cgroup"), Mount: nsInode(pid, "mnt"), Net: nsInode(pid, "net"),
-		UTS: nsInode(pid, "uts"), IPC: nsInode(pid, "ipc"), PID: nsInode(pid, "pid"), User: nsInode(pid, "user")}
+		UTS: nsInode(pid, "uts"), IPC: nsInode(pid, "ipc"), PID: nsInode(pid, "pid"), User: nsInode(pid, "user"),
+		Time: nsInode(pid, "time")}
 }
 
 // UnknownError says no level of that name is visible here.

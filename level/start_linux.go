@@ -456,6 +456,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
 		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
 		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
+		Time: cfg.Time, Monotonic: int64(cfg.Monotonic), Boottime: int64(cfg.Boottime),
 	}
 	// The stage forks from the prepared thread: a clone of the template
 	// (or, with a user namespace, of its prepared copy), and the parent

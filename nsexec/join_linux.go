@@ -17,7 +17,7 @@ import (
 // attributes, as every Go thread does, until unshare(CLONE_FS).
 func join(c *Config) (string, error) {
 	// Main marks the numbers every mode shares; these are join's alone.
-	for _, fd := range []int{JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD} {
+	for _, fd := range []int{JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD, JoinTimeNSFD} {
 		unix.CloseOnExec(fd)
 	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {

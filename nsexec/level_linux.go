@@ -158,6 +158,11 @@ func namespaces(c *Config) error {
 			return fmt.Errorf("unshare(%#x): %w", c.Unshare, err)
 		}
 	}
+	if c.Time {
+		if err := unshareTime(c); err != nil {
+			return err
+		}
+	}
 	if c.Hostname != "" {
 		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
 			return fmt.Errorf("sethostname %q: %w", c.Hostname, err)

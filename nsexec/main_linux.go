@@ -40,22 +40,47 @@ func Main() {
 	for _, fd := range []int{SyncFD, RunDirFD, MirrorFD, JoinPIDNSFD} {
 		unix.CloseOnExec(fd)
 	}
-	c, err := readConfig(sync)
+	var c *Config
+	var err error
+	hopped := len(os.Args) == 3 && os.Args[1] == TimeHopArg
+	if hopped {
+		c, err = mainTimeHop()
+	} else {
+		c, err = readConfig(sync)
+	}
 	if err != nil {
 		reportError(sync, StepConfig, err)
 		os.Exit(exitcode.Failure)
 	}
+	if c.Mode == ModeJoin && c.JoinTime {
+		reportError(sync, StepJoin, hopIntoTime(c))
+		os.Exit(exitcode.Failure)
+	}
 	var step string
-	switch c.Mode {
-	case ModeJoin:
+	switch {
+	case hopped && c.Mode != ModeJoin:
+		// An init that re-executed itself into the level's time
+		// namespace: the level is set up, CMD is all that is left.
+	case c.Mode == ModeJoin:
 		step, err = join(c)
-	case ModeLevel, ModeUserLevel:
+	case c.Mode == ModeLevel, c.Mode == ModeUserLevel:
+		var exe int
+		if c.Init && c.Time {
+			// Opened now: the new root may have no /proc to find it by.
+			if exe, err = unix.Open("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+				step = StepNamespaces
+				break
+			}
+		}
 		step, err = newLevel(c)
+		if err == nil && c.Mode == ModeUserLevel {
+			step, err = StepTerminal, noTerminalInjection()
+		}
+		if err == nil && c.Init && c.Time {
+			step, err = StepNamespaces, reexecIntoTime(c, exe)
+		}
 	default:
 		step, err = StepConfig, fmt.Errorf("unknown mode %q", c.Mode)
-	}
-	if err == nil && c.Mode == ModeUserLevel {
-		step, err = StepTerminal, noTerminalInjection()
 	}
 	if err == nil && c.Init {
 		// As execCommand does for CMD: the launcher's death takes the

@@ -76,6 +76,7 @@ const (
 	JoinNetNSFD    = 7
 	JoinUTSNSFD    = 8
 	JoinIPCNSFD    = 9
+	JoinTimeNSFD   = 10 // entered only with Config.JoinTime
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -116,6 +117,14 @@ type Config struct {
 	Hostname   string  `json:"hostname,omitempty"`
 	Domainname string  `json:"domainname,omitempty"`
 	Loopback   bool    `json:"loopback,omitempty"`
+	// Time makes a time namespace (in every mode: no clone flag can),
+	// its clocks offset by Monotonic and Boottime nanoseconds.
+	Time      bool  `json:"time,omitempty"`
+	Monotonic int64 `json:"monotonic,omitempty"`
+	Boottime  int64 `json:"boottime,omitempty"`
+	// JoinTime, in ModeJoin: the level's time namespace (JoinTimeNSFD)
+	// is not ours, and the stage must hop into it (see hopIntoTime).
+	JoinTime bool `json:"join_time,omitempty"`
 	// SetUID and SetGID, if set, are the ids CMD runs as (unshare -S,
 	// -G), set after everything else, just before CMD starts; SetGID
 	// also drops the supplementary groups where setgroups is allowed.

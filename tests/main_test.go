@@ -160,6 +160,12 @@ func helper(name string, args []string) int {
 		c.Close()
 		fmt.Println("loopback: ok")
 		return 0
+	case "clocks": // clocks: CLOCK_MONOTONIC and CLOCK_BOOTTIME, in whole seconds
+		var m, b unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
+		unix.ClockGettime(unix.CLOCK_BOOTTIME, &b)
+		fmt.Println(m.Sec, b.Sec)
+		return 0
 	case "tiocsti": // tiocsti: push a byte into stdin's terminal, say what happened
 		b := byte(' ')
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&b)))
@@ -234,6 +240,14 @@ func requires(t *testing.T, needs ...string) {
 		case "v1":
 			if len(hierarchies(t)) < 2 && hierarchy(t, "cgroup2") != nil {
 				missing = "cgroup v1 hierarchies (a hybrid or legacy host)"
+			}
+		case "timens":
+			var u unix.Utsname
+			unix.Uname(&u)
+			var major int
+			fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.", &major)
+			if _, err := os.Stat("/proc/self/ns/time"); err != nil || major < 6 {
+				missing = "time namespaces that execve enters (Linux 6.0+ with CONFIG_TIME_NS)"
 			}
 		case "2cpus":
 			if runtime.NumCPU() < 2 {

@@ -12,7 +12,7 @@ import (
 )
 
 // nsKinds are the namespaces exec enters, and list shows.
-var nsKinds = []string{"cgroup", "mnt", "net", "uts", "ipc", "pid", "user"}
+var nsKinds = []string{"cgroup", "mnt", "net", "uts", "ipc", "pid", "user", "time"}
 
 // --net, --uts (with --hostname and --domainname) and --ipc, with and
 // without --user: CMD is in namespaces of its own, the loopback interface

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -89,6 +90,9 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "hostname", Usage: "with --uts: the level's hostname `NAME`"},
 		&cli.StringFlag{Name: "domainname", Usage: "with --uts: the level's NIS domain name `NAME`"},
 		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
+		&cli.BoolFlag{Name: "time", Aliases: []string{"T"}, Usage: "a new time namespace (Linux 6.0 on): its own monotonic and boot-time clocks"},
+		&cli.StringFlag{Name: "monotonic", Usage: "with --time: offset CLOCK_MONOTONIC by `SECS` (may be negative)"},
+		&cli.StringFlag{Name: "boottime", Usage: "with --time: offset CLOCK_BOOTTIME, and uptime, by `SECS`"},
 		&cli.StringFlag{Name: "root", Aliases: []string{"R"}, Usage: "run CMD with `DIR` as its / (pivot_root; DIR needs sys/fs/cgroup, and proc with --mount-proc)"},
 		&cli.StringFlag{Name: "wd", Aliases: []string{"w"}, Usage: "start CMD in `DIR` (in the new root with --root, / there by default)"},
 		&cli.StringFlag{Name: "propagation", Usage: "mount propagation `MODE` of the level's /: slave (default), shared, private or unchanged"},
@@ -143,6 +147,20 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.Net, cfg.UTS, cfg.IPC = c.Bool("net"), c.Bool("uts"), c.Bool("ipc")
 	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
 	cfg.Root, cfg.WorkDir, cfg.Propagation = c.String("root"), c.String("wd"), c.String("propagation")
+	cfg.Time = c.Bool("time")
+	for _, f := range []struct {
+		flag string
+		dst  *time.Duration
+	}{{"monotonic", &cfg.Monotonic}, {"boottime", &cfg.Boottime}} {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		secs, err := strconv.ParseFloat(c.String(f.flag), 64)
+		if err != nil || math.IsNaN(secs) || math.Abs(secs) > 1<<32 {
+			return cfg, fmt.Errorf("--%s: invalid offset %q (use seconds, such as 86400 or -3600)", f.flag, c.String(f.flag))
+		}
+		*f.dst = time.Duration(secs * float64(time.Second))
+	}
 	for _, f := range []string{"root", "wd", "propagation"} {
 		if c.IsSet(f) && c.String(f) == "" {
 			return cfg, fmt.Errorf("--%s: empty value (leave the option out, or give one)", f)
