@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +66,13 @@ type Config struct {
 	// --boottime. Its uptime in /proc is the boot-time clock's.
 	Time                bool
 	Monotonic, Boottime time.Duration
+	// Persist keeps namespaces of the level by a bind mount of each on a
+	// file, as unshare --net=FILE: kind ("pid", "net", "uts", "ipc",
+	// "time" or "user", each of which the level must have) -> absolute
+	// path. A missing file is made, and removed again with the mount when
+	// the level goes. Not with ExecInPlace, which leaves nothing behind to
+	// make the mounts once CMD runs.
+	Persist map[string]string
 	// SetUID and SetGID, if set, are the ids CMD runs as in the level
 	// (ids of its user namespace with User), set just before CMD starts,
 	// as unshare --setuid and --setgid; SetGID also drops supplementary
@@ -170,6 +179,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateIDs(); err != nil {
+		return err
+	}
+	if err := c.validatePersist(); err != nil {
 		return err
 	}
 	if err := c.validateRoot(); err != nil {
@@ -282,6 +294,55 @@ func (c *Config) validateNamespaces() error {
 		}
 	}
 	return nil
+}
+
+// validatePersist checks that each namespace to keep is one the level
+// has, on a file that can take the bind mount.
+func (c *Config) validatePersist() error {
+	has := map[string]struct {
+		on    bool
+		field string
+	}{"pid": {c.PID, "Config.PID"}, "net": {c.Net, "Config.Net"}, "uts": {c.UTS, "Config.UTS"},
+		"ipc": {c.IPC, "Config.IPC"}, "time": {c.Time, "Config.Time"}, "user": {c.User, "Config.User"}}
+	for _, kind := range slices.Sorted(maps.Keys(c.Persist)) {
+		file := c.Persist[kind]
+		field := "Config.Persist." + kind
+		ns, known := has[kind]
+		switch {
+		case !known:
+			return fieldErr("Config.Persist", "%q is not a namespace a level can keep (use pid, net, uts, ipc, time or user)", kind)
+		case !ns.on:
+			return fieldErr(field, "needs %s (only a namespace of the level's own is kept)", ns.field)
+		case file == "":
+			return fieldErr(field, "no file given")
+		}
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return fieldErr(field, "%s: %v", file, err)
+		}
+		c.Persist[kind] = abs
+		if st, err := os.Stat(filepath.Dir(abs)); err != nil || !st.IsDir() {
+			return fieldErr(field, "%s: no such directory (make it first)", filepath.Dir(abs))
+		}
+		st, err := os.Lstat(abs)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return fieldErr(field, "%s: %v", abs, unwrapPath(err))
+		case isMountPoint(abs):
+			return fieldErr(field, "%s is a mount point already (unmount it, or use another file)", abs)
+		case !st.Mode().IsRegular():
+			return fieldErr(field, "%s is not a regular file (a namespace is kept on a file)", abs)
+		}
+	}
+	return nil
+}
+
+// isMountPoint reports whether something is mounted on path.
+func isMountPoint(path string) bool {
+	var sx unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &sx)
+	return err == nil && sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
 }
 
 // validateRoot checks the propagation mode and that the new root and

@@ -586,6 +586,11 @@ func collect(runDir string, s *State) (string, error) {
 	if s.LevelDir != filepath.Join(runDir, "levels", s.Name) {
 		return "", fmt.Errorf("recorded run directory %s is not %s", s.LevelDir, filepath.Join(runDir, "levels", s.Name))
 	}
+	for _, p := range s.Persist {
+		if err := unpersist(p); err != nil {
+			return "", err
+		}
+	}
 	if err := detachNoFollow(s.LevelDir); err != nil {
 		return "", err
 	}

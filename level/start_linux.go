@@ -98,6 +98,9 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, err
 	}
 	l.state.Cmd = procOf(l.Pid())
+	if err := l.persist(cfg); err != nil {
+		return nil, err
+	}
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}

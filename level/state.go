@@ -37,8 +37,21 @@ type State struct {
 	// them: gc removes those a killed start left (empty, or it leaves
 	// them and says so).
 	Making map[string]string `json:"making,omitempty"`
+	// Persist are the namespaces kept on files (Config.Persist), which
+	// teardown and gc unmount where the file still holds that namespace.
+	Persist []PersistedNS `json:"persist,omitempty"`
 	// Exit is how CMD ended, written as the supervisor begins teardown.
 	Exit *ExitStatus `json:"exit,omitempty"`
+}
+
+// PersistedNS is a namespace kept by a bind mount on Path: its kind, its
+// inode (what makes the mount the level's, checked before unmounting),
+// and whether cl-unshare made the file, to remove it after.
+type PersistedNS struct {
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Inode   uint64 `json:"inode"`
+	Created bool   `json:"created,omitempty"`
 }
 
 // ExitStatus is how a level's command ended, as the exit event says it.

@@ -82,15 +82,15 @@ func flags() []cli.Flag {
 		&cli.IntFlag{Name: "ready-fd", Usage: "close `FD` once the level is fully set up"},
 		&cli.IntFlag{Name: "json-status-fd", Usage: "write JSON lines to `FD`: one when the level is ready, one when CMD exits"},
 		&cli.StringFlag{Name: "kill-child", Usage: "if the supervisor dies, send `SIG` to CMD (--kill-child alone: KILL)"},
-		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new PID namespace: CMD is its PID 1"},
+		nsFlag("pid", "p", "a new PID namespace: CMD is its PID 1; =`FILE` keeps it, by a bind mount on FILE removed with the level"),
 		&cli.BoolFlag{Name: "mount-proc", Usage: "mount a fresh /proc for the PID namespace (with --pid)"},
 		&cli.BoolFlag{Name: "init", Usage: "with --pid: run cl-unshare as PID 1, to reap orphans and pass signals on; CMD runs as its child"},
-		&cli.BoolFlag{Name: "net", Aliases: []string{"n"}, Usage: "a new network namespace, with only the loopback interface, up (unshare -n leaves it down)"},
-		&cli.BoolFlag{Name: "uts", Aliases: []string{"u"}, Usage: "a new UTS namespace (its own hostname and domain name)"},
+		nsFlag("net", "n", "a new network namespace, with only the loopback interface, up (unshare -n leaves it down); =`FILE` keeps it, by a bind mount on FILE removed with the level"),
+		nsFlag("uts", "u", "a new UTS namespace (its own hostname and domain name); =`FILE` keeps it, by a bind mount on FILE removed with the level"),
 		&cli.StringFlag{Name: "hostname", Usage: "with --uts: the level's hostname `NAME`"},
 		&cli.StringFlag{Name: "domainname", Usage: "with --uts: the level's NIS domain name `NAME`"},
-		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new IPC namespace (System V IPC, POSIX message queues)"},
-		&cli.BoolFlag{Name: "time", Aliases: []string{"T"}, Usage: "a new time namespace (Linux 6.0 on): its own monotonic and boot-time clocks"},
+		nsFlag("ipc", "i", "a new IPC namespace (System V IPC, POSIX message queues); =`FILE` keeps it, by a bind mount on FILE removed with the level"),
+		nsFlag("time", "T", "a new time namespace (Linux 6.0 on): its own monotonic and boot-time clocks; =`FILE` keeps it, by a bind mount on FILE removed with the level"),
 		&cli.StringFlag{Name: "monotonic", Usage: "with --time: offset CLOCK_MONOTONIC by `SECS` (may be negative)"},
 		&cli.StringFlag{Name: "boottime", Usage: "with --time: offset CLOCK_BOOTTIME, and uptime, by `SECS`"},
 		&cli.StringFlag{Name: "root", Aliases: []string{"R"}, Usage: "run CMD with `DIR` as its / (pivot_root; DIR needs sys/fs/cgroup, and proc with --mount-proc)"},
@@ -98,7 +98,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "propagation", Usage: "mount propagation `MODE` of the level's /: slave (default), shared, private or unchanged"},
 		&cli.StringFlag{Name: "setuid", Aliases: []string{"S"}, Usage: "run CMD as `UID` (of the level's user namespace with --user), set once the level is set up"},
 		&cli.StringFlag{Name: "setgid", Aliases: []string{"G"}, Usage: "run CMD as `GID`, without supplementary groups"},
-		&cli.BoolFlag{Name: "user", Aliases: []string{"U"}, Usage: "a new user namespace (root mapped to --map-users, default auto)"},
+		nsFlag("user", "U", "a new user namespace (root mapped to --map-users, default auto); =`FILE` keeps it, by a bind mount on FILE removed with the level"),
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
 		&cli.StringFlag{Name: "setgroups", Usage: "with --user: `allow` or deny (default) setgroups(2) in the level, as unshare --setgroups"},
@@ -148,6 +148,14 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.Hostname, cfg.Domainname = c.String("hostname"), c.String("domainname")
 	cfg.Root, cfg.WorkDir, cfg.Propagation = c.String("root"), c.String("wd"), c.String("propagation")
 	cfg.Time = c.Bool("time")
+	for _, ns := range nsFlagNames {
+		if f := nsFile(c, ns); f != "" {
+			if cfg.Persist == nil {
+				cfg.Persist = map[string]string{}
+			}
+			cfg.Persist[ns] = f
+		}
+	}
 	for _, f := range []struct {
 		flag string
 		dst  *time.Duration

@@ -1,0 +1,63 @@
+package level
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// persist binds each namespace cfg.Persist names, of the level's
+// process, on its file, as unshare --net=FILE does; each has its undo.
+// The record has them before anyone can see the level, so a gc after a
+// crash finds them.
+func (l *Level) persist(cfg Config) error {
+	for _, kind := range slices.Sorted(maps.Keys(cfg.Persist)) {
+		p := PersistedNS{Kind: kind, Path: cfg.Persist[kind]}
+		src := fmt.Sprintf("/proc/%d/ns/%s", l.Pid(), kind)
+		var st unix.Stat_t
+		if err := unix.Stat(src, &st); err != nil {
+			return fmt.Errorf("keep the %s namespace: %s: %w", kind, src, err)
+		}
+		p.Inode = st.Ino
+		fd, err := unix.Open(p.Path, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+		switch {
+		case err == nil:
+			unix.Close(fd)
+			p.Created = true
+		case !errors.Is(err, unix.EEXIST):
+			return fmt.Errorf("keep the %s namespace: create %s: %w", kind, p.Path, err)
+		}
+		if err := unix.Mount(src, p.Path, "", unix.MS_BIND, ""); err != nil {
+			if p.Created {
+				os.Remove(p.Path)
+			}
+			return fmt.Errorf("keep the %s namespace: bind it on %s: %w", kind, p.Path, err)
+		}
+		l.state.Persist = append(l.state.Persist, p)
+		l.undo = append(l.undo, func() error { return unpersist(p) })
+	}
+	return nil
+}
+
+// unpersist unmounts p where its file still holds the level's namespace
+// (nsfs, that inode: never a mount someone made there since), and
+// removes the file if cl-unshare made it.
+func unpersist(p PersistedNS) error {
+	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if unix.Stat(p.Path, &st) == nil && unix.Statfs(p.Path, &fs) == nil && fs.Type == unix.NSFS_MAGIC && st.Ino == p.Inode {
+		if err := unix.Unmount(p.Path, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount the %s namespace kept on %s: %w", p.Kind, p.Path, err)
+		}
+	}
+	if p.Created && !isMountPoint(p.Path) {
+		if err := os.Remove(p.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", p.Path, err)
+		}
+	}
+	return nil
+}
