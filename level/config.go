@@ -102,6 +102,10 @@ type Config struct {
 	// allow); by default it is "deny", so no process in the level can
 	// drop a group to pass a file's deny-by-group permission.
 	AllowSetgroups bool
+	// KeepCaps, with User, lets CMD keep the capabilities it has in the
+	// level's user namespace when SetUID makes it someone other than root
+	// there, as ambient capabilities, as unshare --keep-caps.
+	KeepCaps bool
 	// Leaf names the cgroup2 cgroup below the level's namespace root where
 	// its processes start (DefaultLeaf if ""), so that the root holds no
 	// process and has every controller the level was given enabled for
@@ -209,6 +213,14 @@ func (c *Config) validateUser() error {
 		c.GIDMap = c.UIDMap
 	}
 	for _, m := range []struct {
+		field, set string
+		m          IDMap
+	}{{"Config.UIDMap", "Config.SetUID", c.UIDMap}, {"Config.GIDMap", "Config.SetGID", c.GIDMap}} {
+		if c.User && m.m.Inner != 0 {
+			return fieldErr(m.field, "starts at id %d, not 0: the level's root must be mapped, as the level is set up as it (map from 0, and use %s to run CMD as another id)", m.m.Inner, m.set)
+		}
+	}
+	for _, m := range []struct {
 		field, file string
 		m           IDMap
 	}{{"Config.UIDMap", "/proc/self/uid_map", c.UIDMap}, {"Config.GIDMap", "/proc/self/gid_map", c.GIDMap}} {
@@ -234,6 +246,9 @@ func (c *Config) validateUser() error {
 	}
 	if c.AllowSetgroups && !c.User {
 		return &FieldError{"Config.AllowSetgroups", errNoUserNS}
+	}
+	if c.KeepCaps && !c.User {
+		return fieldErr("Config.KeepCaps", "needs Config.User (capabilities are kept only in the level's own user namespace, never the host's)")
 	}
 	if c.MirrorMax < 0 {
 		return fieldErr("Config.MirrorMax", "invalid count %d", c.MirrorMax)

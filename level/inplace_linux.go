@@ -51,7 +51,7 @@ func ExecInPlace(cfg Config) (err error) {
 	return execInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
 		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf,
 		Unshare: nsFlags(cfg), Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
-		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
+		SetUID: cfg.SetUID, SetGID: cfg.SetGID, KeepCaps: cfg.KeepCaps,
 		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
 		Time: cfg.Time, Monotonic: int64(cfg.Monotonic), Boottime: int64(cfg.Boottime)}, l)
 }

@@ -457,7 +457,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		KillSignal: int(cfg.KillSignal), MountProc: cfg.MountProc, Init: cfg.Init, Leaf: l.state.Leaf, Mode: nsexec.ModeLevel,
 		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
 		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
-		SetUID: cfg.SetUID, SetGID: cfg.SetGID,
+		SetUID: cfg.SetUID, SetGID: cfg.SetGID, KeepCaps: cfg.KeepCaps,
 		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
 		Time: cfg.Time, Monotonic: int64(cfg.Monotonic), Boottime: int64(cfg.Boottime),
 	}

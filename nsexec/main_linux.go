@@ -14,6 +14,7 @@ import (
 
 	"github.com/cl-unshare/cl-unshare/internal/exitcode"
 	"github.com/cl-unshare/cl-unshare/internal/failpoint"
+	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,6 +133,13 @@ func runChild(c *Config) {
 			attr.Sys = &syscall.SysProcAttr{}
 		}
 		attr.Sys.Credential = cred
+		if c.KeepCaps && c.SetUID != nil {
+			if caps, err := capability.NewPid2(0); err == nil && caps.Load() == nil {
+				for _, cp := range permitted(caps) {
+					attr.Sys.AmbientCaps = append(attr.Sys.AmbientCaps, uintptr(cp))
+				}
+			}
+		}
 	}
 	// Not exec.Cmd: its Wait would race the wait-for-any loop below.
 	p, err := os.StartProcess(path, c.Argv, attr)
@@ -209,11 +217,52 @@ func setIDs(c *Config) error {
 		}
 	}
 	if c.SetUID != nil {
+		if c.KeepCaps {
+			// Per thread, as capabilities are: this one execs CMD.
+			if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+				return fmt.Errorf("keep capabilities: %w", err)
+			}
+		}
 		if err := syscall.Setuid(*c.SetUID); err != nil {
 			return fmt.Errorf("setuid %d: %w", *c.SetUID, err)
 		}
+		if c.KeepCaps {
+			return ambientCaps()
+		}
 	}
 	return nil
+}
+
+// ambientCaps makes every capability this thread still permits ambient
+// (and so inheritable and effective), which execve hands to a program
+// that is not root, as unshare --keep-caps does.
+func ambientCaps() error {
+	caps, err := capability.NewPid2(0)
+	if err == nil {
+		err = caps.Load()
+	}
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	for _, cp := range permitted(caps) {
+		caps.Set(capability.EFFECTIVE|capability.INHERITABLE|capability.AMBIENT, cp)
+	}
+	if err := caps.Apply(capability.CAPS | capability.AMBS); err != nil {
+		return fmt.Errorf("raise ambient capabilities: %w", err)
+	}
+	return nil
+}
+
+// permitted lists the capabilities caps permits.
+func permitted(caps capability.Capabilities) []capability.Cap {
+	var out []capability.Cap
+	all, _ := capability.ListSupported()
+	for _, cp := range all {
+		if caps.Get(capability.PERMITTED, cp) {
+			out = append(out, cp)
+		}
+	}
+	return out
 }
 
 func lookPath(name string) (string, error) {

@@ -130,6 +130,9 @@ type Config struct {
 	// also drops the supplementary groups where setgroups is allowed.
 	SetUID *int `json:"set_uid,omitempty"`
 	SetGID *int `json:"set_gid,omitempty"`
+	// KeepCaps: CMD, made non-root by SetUID, keeps this stage's
+	// capabilities (of the level's user namespace) as ambient ones.
+	KeepCaps bool `json:"keep_caps,omitempty"`
 	// Propagation is what the level's / becomes once its mount namespace
 	// exists: "slave" (also for "" and "unchanged": the template's mounts
 	// are slaves already), "shared" or "private".

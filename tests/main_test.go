@@ -160,6 +160,17 @@ func helper(name string, args []string) int {
 		c.Close()
 		fmt.Println("loopback: ok")
 		return 0
+	case "nestedmount": // nestedmount DIR: mount a tmpfs on DIR in a mount namespace copied from ours, propagation unchanged
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			fmt.Println("unshare:", err)
+			return 1
+		}
+		if err := unix.Mount("nested", args[0], "tmpfs", 0, ""); err != nil {
+			fmt.Println("mount:", err)
+			return 1
+		}
+		return 0
 	case "clocks": // clocks: CLOCK_MONOTONIC and CLOCK_BOOTTIME, in whole seconds
 		var m, b unix.Timespec
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)

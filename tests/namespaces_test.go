@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -250,6 +251,69 @@ func TestSetgroups(t *testing.T) {
 		{[]string{"--user", "--setgroups", "maybe"}, "--setgroups: invalid value"},
 	} {
 		if r := clu(t, append(c.args, "--", "true")...); r.code != 125 || !oneLine(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+// --keep-caps: CMD, made uid 1000 of the level's user namespace by
+// --setuid, keeps its capabilities there as ambient ones (with and
+// without --init); without it, it has none; without --user it is refused.
+func TestKeepCaps(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	show := `echo $(id -u) $(grep -E "^(CapEff|CapAmb):" /proc/self/status | tr -s "\t" " " | tr "\n" " ")`
+	full := fmt.Sprintf("%016x", uint64(1)<<(capLast(t)+1)-1)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--user", "--setuid", "1000", "--keep-caps"}, "1000 CapEff: " + full + " CapAmb: " + full},
+		{[]string{"--user", "--pid", "--init", "--setuid", "1000", "--keep-caps"}, "1000 CapEff: " + full + " CapAmb: " + full},
+		{[]string{"--user", "--setuid", "1000"}, "1000 CapEff: 0000000000000000 CapAmb: 0000000000000000"},
+	} {
+		r := clu(t, append(c.args, "--", "sh", "-c", show)...)
+		if got := strings.TrimSpace(r.stdout); r.code != 0 || got != c.want {
+			t.Errorf("%v: exit %d, %q (%s), want %q", c.args, r.code, got, r.stderr, c.want)
+		}
+	}
+	if r := clu(t, "--keep-caps", "--", "true"); r.code != 125 || !oneLine(r.stderr, "--keep-caps: needs --user") {
+		t.Errorf("--keep-caps without --user: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+func capLast(t *testing.T) int {
+	t.Helper()
+	n, err := strconv.Atoi(mustRead(t, "/proc/sys/kernel/cap_last_cap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// --map-current-user (-c), --map-user and --map-group, as unshare: the
+// caller's ids (root's, here) mapped to the ids given; an id that would
+// leave the level's root unmapped is refused, saying what to do.
+func TestMapCurrentUser(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, args := range [][]string{{"-c"}, {"--map-current-user"}, {"--map-user", "0", "--map-group", "0"}} {
+		r := clu(t, append(args, "--", "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/user")...)
+		f := strings.Fields(r.stdout)
+		if r.code != 0 || len(f) != 7 || strings.Join(f[:6], " ") != "0 0 1 0 0 1" || f[6] == readNS(t, os.Getpid(), "user") {
+			t.Errorf("%v: exit %d, %q (%s); want maps 0 0 1 in a user namespace of its own", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--map-user", "1000"}, "--map-user: 1000 would leave the level's root unmapped"},
+		{[]string{"--map-group", "5"}, "--map-group: 5 would leave the level's root unmapped"},
+		{[]string{"--map-user", "x"}, `--map-user: invalid id "x"`},
+	} {
+		r := clu(t, append(c.args, "--", "true")...)
+		if r.code != 125 || !oneLine(r.stderr, c.want) {
 			t.Errorf("%v: exit %d, %q; want 125 and one line with %q", c.args, r.code, r.stderr, c.want)
 		}
 	}

@@ -100,6 +100,10 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "setgid", Aliases: []string{"G"}, Usage: "run CMD as `GID`, without supplementary groups"},
 		nsFlag("user", "U", "a new user namespace (root mapped to --map-users, default auto); =`FILE` keeps it, by a bind mount on FILE removed with the level"),
 		&cli.BoolFlag{Name: "map-root-user", Aliases: []string{"r"}, Usage: "map root to the caller's uid and gid, as unshare -r (implies --user)"},
+		&cli.StringFlag{Name: "map-user", Usage: "map the caller's uid to `UID` in the level, as unshare --map-user (implies --user; the level's root must be mapped, so UID is 0 while cl-unshare runs as root)"},
+		&cli.StringFlag{Name: "map-group", Usage: "map the caller's gid to `GID` in the level, as unshare --map-group (implies --user)"},
+		&cli.BoolFlag{Name: "map-current-user", Aliases: []string{"c"}, Usage: "map the caller's uid and gid to the same ids in the level, as unshare -c (implies --user)"},
+		&cli.BoolFlag{Name: "keep-caps", Usage: "with --user and --setuid: CMD keeps the capabilities it has in the level's user namespace (as ambient ones), as unshare --keep-caps"},
 		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
 		&cli.StringFlag{Name: "setgroups", Usage: "with --user: `allow` or deny (default) setgroups(2) in the level, as unshare --setgroups"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
@@ -200,9 +204,34 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 	cfg.Limits.OOMGroup = c.Bool("oom-group")
 	cfg.User = c.Bool("user") || c.Bool("map-root-user")
 	if c.Bool("map-root-user") {
-		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Getuid(), Count: 1}
-		cfg.GIDMap = level.IDMap{Inner: 0, Outer: os.Getgid(), Count: 1}
+		cfg.UIDMap = level.IDMap{Inner: 0, Outer: os.Geteuid(), Count: 1}
+		cfg.GIDMap = level.IDMap{Inner: 0, Outer: os.Getegid(), Count: 1}
 	}
+	// unshare's one-id maps of the caller's own ids.
+	if c.Bool("map-current-user") {
+		cfg.User = true
+		cfg.UIDMap = level.IDMap{Inner: os.Geteuid(), Outer: os.Geteuid(), Count: 1}
+		cfg.GIDMap = level.IDMap{Inner: os.Getegid(), Outer: os.Getegid(), Count: 1}
+	}
+	for _, f := range []struct {
+		flag, field string
+		dst         *level.IDMap
+		own         int
+	}{{"map-user", "Config.UIDMap", &cfg.UIDMap, os.Geteuid()}, {"map-group", "Config.GIDMap", &cfg.GIDMap, os.Getegid()}} {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		n, err := strconv.Atoi(c.String(f.flag))
+		if err != nil || n < 0 || n > 1<<32-2 {
+			return cfg, fmt.Errorf("--%s: invalid id %q (use a number, such as 0)", f.flag, c.String(f.flag))
+		}
+		if n != 0 {
+			// One id is mapped, and the level's root must be it.
+			return cfg, fmt.Errorf("--%s: %d would leave the level's root unmapped, and cl-unshare sets the level up as its root: map the caller to 0 (or use --user %s %d to run CMD as %d)", f.flag, n, map[string]string{"map-user": "--setuid", "map-group": "--setgid"}[f.flag], n, n)
+		}
+		cfg.User, *f.dst = true, level.IDMap{Inner: n, Outer: f.own, Count: 1}
+	}
+	cfg.KeepCaps = c.Bool("keep-caps")
 	for _, p := range valueFlags {
 		if v := c.String(p.flag); c.IsSet(p.flag) {
 			if err := p.parse(&cfg, v); err != nil {

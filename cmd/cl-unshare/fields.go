@@ -46,6 +46,7 @@ var flagOf = map[string]string{
 	"Config.User":           "--user",
 	"Config.UIDMap":         "--map-users",
 	"Config.AllowSetgroups": "--setgroups",
+	"Config.KeepCaps":       "--keep-caps",
 	"Config.GIDMap":         "--map-groups",
 	"Config.Leaf":           "--leaf",
 	"Config.NoLeaf":         "--no-leaf",
