@@ -12,11 +12,19 @@ UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsex
 
 all: build
 
+# The man page and the shell completions are written by the binary from
+# its own flag table, so they never miss a flag.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cl-unshare
+	$(BIN) _doc man > bin/cl-unshare.1
+	$(BIN) _doc bash > bin/cl-unshare.bash
+	$(BIN) _doc zsh > bin/_cl-unshare
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cl-unshare
+	install -D -m 0644 bin/cl-unshare.1 $(DESTDIR)$(PREFIX)/share/man/man1/cl-unshare.1
+	install -D -m 0644 bin/cl-unshare.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/cl-unshare
+	install -D -m 0644 bin/_cl-unshare $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_cl-unshare
 
 # The README's test command: unit tests, then integration tests that start
 # real levels (as root; they skip with the reason otherwise, and fail

@@ -59,7 +59,7 @@ type Config struct {
 	// namespace (System V IPC and POSIX message queues).
 	Net, UTS, IPC        bool
 	Hostname, Domainname string
-	// Time gives the level a time namespace (Linux 6.0 or later), whose
+	// Time gives the level a time namespace (Linux 6.2 or later), whose
 	// CLOCK_MONOTONIC and CLOCK_BOOTTIME are offset by Monotonic and
 	// Boottime (whole seconds or not; negative is allowed down to the
 	// clock's zero), set before CMD enters it, as unshare -T --monotonic
@@ -293,7 +293,7 @@ func (c *Config) validateNamespaces() error {
 		}
 	}
 	if c.Time && !timeNSOnExec() {
-		return fieldErr("Config.Time", "needs Linux 6.0 or later, where execve enters the new time namespace (this is %s)", kernelRelease())
+		return fieldErr("Config.Time", "needs Linux 6.2 or later, where execve enters the new time namespace (this is %s)", kernelRelease())
 	}
 	for _, n := range []struct {
 		field, ns string
@@ -424,14 +424,19 @@ func unwrapPath(err error) error {
 }
 
 // timeNSOnExec reports whether the kernel moves a process into its time
-// namespace for children on execve (Linux 6.0, "fs/exec: switch timens
-// when a task gets a new mm"); before, only children entered it.
+// namespace for children on execve: Linux 6.2 on ("fs/exec: switch
+// timens when a task gets a new mm"). Before, only forked children
+// entered it, and a Go process could not even start a thread after
+// unshare(CLONE_NEWTIME).
 func timeNSOnExec() bool {
+	if failpoint.At("kernel before 6.2") != nil {
+		return false // tests of the refusal, on any kernel
+	}
 	var major, minor int
 	if _, err := fmt.Sscanf(kernelRelease(), "%d.%d", &major, &minor); err != nil {
 		return true // unknown: let the kernel say
 	}
-	return major >= 6
+	return major > 6 || major == 6 && minor >= 2
 }
 
 func kernelRelease() string {

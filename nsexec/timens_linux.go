@@ -17,7 +17,7 @@ import (
 // unshareTime gives the level a time namespace with the config's clock
 // offsets, as unshare -T --monotonic --boottime. unshare(CLONE_NEWTIME)
 // leaves this process where it was and puts its children in the new
-// namespace; so does execve (Linux 6.0 on), which is how CMD enters it.
+// namespace; so does execve (Linux 6.2 on), which is how CMD enters it.
 // The offsets can be written only until the first process has entered.
 func unshareTime(c *Config) error {
 	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {

@@ -253,12 +253,8 @@ func requires(t *testing.T, needs ...string) {
 				missing = "cgroup v1 hierarchies (a hybrid or legacy host)"
 			}
 		case "timens":
-			var u unix.Utsname
-			unix.Uname(&u)
-			var major int
-			fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.", &major)
-			if _, err := os.Stat("/proc/self/ns/time"); err != nil || major < 6 {
-				missing = "time namespaces that execve enters (Linux 6.0+ with CONFIG_TIME_NS)"
+			if !hasTimeNS() {
+				missing = "time namespaces that execve enters (Linux 6.2+ with CONFIG_TIME_NS)"
 			}
 		case "2cpus":
 			if runtime.NumCPU() < 2 {
@@ -274,6 +270,17 @@ func requires(t *testing.T, needs ...string) {
 			t.Skipf("needs %s", missing)
 		}
 	}
+}
+
+// hasTimeNS reports whether a level can have a time namespace here: the
+// kernel has them, and execve enters one (Linux 6.2).
+func hasTimeNS() bool {
+	var u unix.Utsname
+	unix.Uname(&u)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	_, err := os.Stat("/proc/self/ns/time")
+	return err == nil && (major > 6 || major == 6 && minor >= 2)
 }
 
 func hierarchies(t *testing.T) []cgroup.Hierarchy {

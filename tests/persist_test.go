@@ -46,7 +46,7 @@ func TestPersist(t *testing.T) {
 			os.WriteFile(pre, nil, 0o644)
 			files := map[string]string{"net": dir + "/net", "uts": pre, "pid": dir + "/pid", "ipc": dir + "/ipc"}
 			args := []string{"--uts=" + pre, "--hostname", "kept", "--net=" + files["net"], "-p=" + files["pid"], "--ipc=" + files["ipc"]}
-			if _, err := os.Stat("/proc/self/ns/time"); err == nil {
+			if hasTimeNS() {
 				files["time"] = dir + "/time"
 				args = append(args, "-T="+files["time"])
 			}

@@ -146,6 +146,7 @@ func TestTimeBadInput(t *testing.T) {
 		{nil, []string{"-T", "--boottime", "-99999999999"}, `--boottime: invalid offset`},
 		{nil, []string{"-T", "--boottime", "-999999999"}, "--boottime: offset -277777h46m39s takes the clock below zero"},
 		{[]string{"CL_UNSHARE_FAIL_AT=no time namespaces"}, []string{"-T"}, "--time: this kernel has no time namespaces"},
+		{[]string{"CL_UNSHARE_FAIL_AT=kernel before 6.2"}, []string{"-T"}, "--time: needs Linux 6.2 or later, where execve enters the new time namespace"},
 		{[]string{"CL_UNSHARE_FAIL_AT=no net namespaces"}, []string{"-n"}, "--net: this kernel has no net namespaces"},
 	} {
 		r := cluEnv(t, c.env, append(c.args, "--", "true")...)

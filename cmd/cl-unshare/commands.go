@@ -45,6 +45,7 @@ func commands(code *exitCode) []*cli.Command {
 			Flags: limitFlags(), Action: updateCmd},
 		{Name: "check", Usage: "report what this host offers and whether a level can start here",
 			Flags: []cli.Flag{jsonFlag}, Action: func(c *cli.Context) error { return checkCmd(c, code) }},
+		docCommand(flags(), func() []*cli.Command { return commands(code) }),
 	}
 }
 

@@ -41,11 +41,13 @@ func setup(args []string, code *exitCode) (*cli.App, []string) {
 	app := newApp(code)
 	app.OnUsageError = usageError("", app.Flags, args)
 	cmds := commands(code)
+	app.CustomAppHelpTemplate = helpText(app.Flags, cmds)
 	if commandAt(args, cmds) < 0 {
 		return app, optionalValues(args)
 	}
 	for _, c := range cmds {
 		c.OnUsageError = usageError(c.Name, c.Flags, args)
+		c.CustomHelpTemplate = commandHelp(c)
 	}
 	app.Commands = cmds
 	return app, reorder(args, cmds)
