@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 
+	"github.com/cl-unshare/cl-unshare/internal/failpoint"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +41,9 @@ func (l *Level) persist(cfg Config) error {
 		}
 		l.state.Persist = append(l.state.Persist, p)
 		l.undo = append(l.undo, func() error { return unpersist(p) })
+		if err := failpoint.At("keep " + kind); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -316,11 +316,11 @@ func TestSetupStepFailures(t *testing.T) {
 	needController(t, "memory")
 	for _, step := range []string{"cgroups", "run-dir", "spawn", "release",
 		"unshare cgroup namespace", "mount propagation", "hide host mounts", "cgroup mirror", "run directory",
-		"cgroup mounts", "namespaces", "before exec", "crash:cgroup mounts",
+		"cgroup mounts", "namespaces", "new root", "before exec", "crash:cgroup mounts",
 		// With --user the first three mount steps run in the launcher, on
 		// a thread of its own (nsexec.PrepareMounts).
 		"user:mount propagation", "user:hide host mounts", "user:cgroup mirror", "user:run directory",
-		"user:cgroup mounts", "user:namespaces", "user:crash:cgroup mounts", "user:unshare mount namespace",
+		"user:cgroup mounts", "user:namespaces", "user:new root", "user:crash:cgroup mounts", "user:unshare mount namespace",
 		// With --mount-proc too, the launcher attaches the level's /proc.
 		"userproc:unshare mount namespace", "userproc:attach proc", "user:mirror"} {
 		t.Run(strings.ReplaceAll(step, " ", "_"), func(t *testing.T) {

@@ -166,3 +166,20 @@ func TestPersistBadInput(t *testing.T) {
 		t.Errorf("a refused --net=FILE made the file")
 	}
 }
+
+// A start that fails after keeping one namespace (the second one's bind
+// fails) undoes the first: nothing mounted, no file left.
+func TestPersistFailure(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	r := cluEnv(t, []string{"CL_UNSHARE_FAIL_AT=keep uts"}, "--net="+dir+"/net", "--uts="+dir+"/uts", "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "failure injected") {
+		t.Errorf("exit %d, %q; want 125 and one line", r.code, r.stderr)
+	}
+	for _, f := range []string{dir + "/net", dir + "/uts"} {
+		if _, err := os.Stat(f); err == nil || mountedOn(t, f) {
+			t.Errorf("a failed start left %s", f)
+		}
+	}
+}
