@@ -292,9 +292,6 @@ func (c *Config) validateNamespaces() error {
 			return fieldErr(o.field, "offset %v takes the clock below zero: it reads %v here (use an offset of -%d seconds or more)", o.d, at.Truncate(time.Second), int64(at.Seconds()))
 		}
 	}
-	if c.Time && !timeNSOnExec() {
-		return fieldErr("Config.Time", "needs Linux 6.2 or later, where execve enters the new time namespace (this is %s)", kernelRelease())
-	}
 	for _, n := range []struct {
 		field, ns string
 		on        bool
@@ -307,6 +304,9 @@ func (c *Config) validateNamespaces() error {
 		if n.on && err != nil {
 			return fieldErr(n.field, "this kernel has no %s namespaces (/proc/self/ns/%s: %v)", n.ns, n.ns, err)
 		}
+	}
+	if c.Time && !timeNSOnExec() {
+		return fieldErr("Config.Time", "needs Linux 6.2 or later, where execve enters the new time namespace (this is %s)", kernelRelease())
 	}
 	return nil
 }
