@@ -12,14 +12,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// persist binds each namespace cfg.Persist names, of the level's
-// process, on its file, as unshare --net=FILE does; each has its undo.
-// The record has them before anyone can see the level, so a gc after a
-// crash finds them.
-func (l *Level) persist(cfg Config) error {
+// persist binds each namespace cfg.Persist names, of the init stage
+// pid (asked once it has them all, before CMD runs, which may end at
+// once), on its file, as unshare --net=FILE does; each has its undo. The
+// record has them before anyone can see the level, so a gc after a crash
+// finds them.
+func (l *Level) persist(cfg Config, pid int) error {
 	for _, kind := range slices.Sorted(maps.Keys(cfg.Persist)) {
 		p := PersistedNS{Kind: kind, Path: cfg.Persist[kind]}
-		src := fmt.Sprintf("/proc/%d/ns/%s", l.Pid(), kind)
+		ns := kind
+		if kind == "time" {
+			ns = "time_for_children" // the stage's own is the host's until its execve
+		}
+		src := fmt.Sprintf("/proc/%d/ns/%s", pid, ns)
 		var st unix.Stat_t
 		if err := unix.Stat(src, &st); err != nil {
 			return fmt.Errorf("keep the %s namespace: %s: %w", kind, src, err)

@@ -98,9 +98,6 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, err
 	}
 	l.state.Cmd = procOf(l.Pid())
-	if err := l.persist(cfg); err != nil {
-		return nil, err
-	}
 	if err := writeState(cfg.RunDir, l.state); err != nil {
 		return nil, err
 	}
@@ -458,7 +455,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		RunDirFD: nsexec.RunDirFD, MirrorFD: nsexec.MirrorFD,
 		Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
 		SetUID: cfg.SetUID, SetGID: cfg.SetGID, KeepCaps: cfg.KeepCaps,
-		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir,
+		Propagation: cfg.Propagation, Root: cfg.Root, WorkDir: cfg.WorkDir, Persist: len(cfg.Persist) > 0,
 		Time: cfg.Time, Monotonic: int64(cfg.Monotonic), Boottime: int64(cfg.Boottime),
 	}
 	// The stage forks from the prepared thread: a clone of the template
@@ -493,7 +490,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 		return err
 	}
 	join := func(pid int) error { return l.cgroups.Join(pid, spec.cgroup != "") }
-	err = st.release(c, join, l.requests(st))
+	err = st.release(c, join, l.requests(st, cfg))
 	if errors.Is(err, nsexec.ErrDied) && cfg.Limits.Memory > 0 && l.cgroups.OOMKills() > 0 {
 		return fieldErr("Limits.Memory", "%d bytes is below what the level needs to start: the kernel killed its init stage for lack of memory (%v); give it at least a few MiB", cfg.Limits.Memory, st.cmd.ProcessState)
 	}
@@ -507,9 +504,10 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 	return err
 }
 
-// requests answers what a --user level's init stage asks of its launcher.
-func (l *Level) requests(st *stage) nsexec.Requests {
+// requests answers what a level's init stage asks of its launcher.
+func (l *Level) requests(st *stage, cfg Config) nsexec.Requests {
 	return nsexec.Requests{
+		Persist: func() error { return l.persist(cfg, st.cmd.Process.Pid) },
 		SetGroup: func() error {
 			// The init stage may not join its run directory and mirror to
 			// the prepared namespace's; we may.

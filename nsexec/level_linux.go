@@ -57,6 +57,12 @@ func newLevel(c *Config) (string, error) {
 			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}},
 		{StepRoot, newRoot},
+		{StepPersist, func(c *Config) error {
+			if !c.Persist {
+				return nil
+			}
+			return ask(syncFile, message{Type: msgPersist}, -1)
+		}},
 	}
 	for _, s := range steps {
 		if os.Getenv(failpoint.Env) == "crash:"+s.name {

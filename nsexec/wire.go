@@ -143,6 +143,9 @@ type Config struct {
 	// (in Root, "/" by default there).
 	Root    string `json:"root,omitempty"`
 	WorkDir string `json:"work_dir,omitempty"`
+	// Persist: the launcher keeps some of the stage's namespaces on
+	// files, asked once they all exist ("persist").
+	Persist bool `json:"persist,omitempty"`
 	// Leaf is the cgroup2 leaf below the namespace root to move to once
 	// the namespace exists, enabling the root's controllers for children.
 	Leaf string `json:"leaf,omitempty"`
@@ -177,6 +180,7 @@ const (
 	StepProc        = "mount /proc"
 	StepLeaf        = "cgroup leaf"
 	StepRoot        = "new root"
+	StepPersist     = "keep namespaces"
 	StepNamespaces  = "namespaces"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"
@@ -191,6 +195,7 @@ const (
 	msgError    msgType = "error"
 	msgSetGroup msgType = "set-group"
 	msgProc     msgType = "proc"
+	msgPersist  msgType = "persist"
 	msgOK       msgType = "ok"
 )
 
@@ -287,6 +292,9 @@ type Requests struct {
 	// AttachProc mounts the level's /proc, a detached mount passed as
 	// fd, where the level's mount namespace will be copied from ("proc").
 	AttachProc func(fd int) error
+	// Persist binds the namespaces the level keeps on files, once the
+	// stage has them all and before CMD runs ("persist").
+	Persist func() error
 }
 
 // WaitWith is Wait for a level with a user namespace, answering its
@@ -319,6 +327,8 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 			execd = true
 		case msgSetGroup:
 			answer = req.SetGroup
+		case msgPersist:
+			answer = req.Persist
 		case msgProc:
 			if req.AttachProc != nil && fd >= 0 {
 				answer = func() error { return req.AttachProc(fd) }
@@ -352,7 +362,7 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 }
 
 // requestStep names the step a failed request belongs to.
-var requestStep = map[msgType]string{msgSetGroup: StepPropagation, msgProc: StepProc}
+var requestStep = map[msgType]string{msgSetGroup: StepPropagation, msgProc: StepProc, msgPersist: StepPersist}
 
 // readMessageFD is readMessage on a socket, also taking the one file
 // descriptor a message may carry (-1 if none).

@@ -183,3 +183,21 @@ func TestPersistFailure(t *testing.T) {
 		}
 	}
 }
+
+// A command that ends at once still gets its namespaces kept (they are
+// bound before it runs) and exits 0, leaving nothing.
+func TestPersistShortCommand(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	dir := t.TempDir()
+	for i := 0; i < 10; i++ {
+		if r := clu(t, "--net="+dir+"/net", "--pid="+dir+"/pid", "--", "true"); r.code != 0 || r.stderr != "" {
+			t.Fatalf("run %d: exit %d, %q", i, r.code, r.stderr)
+		}
+		for _, f := range []string{dir + "/net", dir + "/pid"} {
+			if _, err := os.Stat(f); err == nil {
+				t.Fatalf("run %d left %s", i, f)
+			}
+		}
+	}
+}
