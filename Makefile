@@ -6,7 +6,7 @@ BIN     := bin/cl-unshare
 TAGS    := urfave_cli_no_docs
 # The version --version prints: git describe where there is a checkout.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
-UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/...
+UNIT    := ./cmd/... ./internal/... ./level/... ./mirror/... ./mounts/... ./nsexec/... ./procview/...
 
 .PHONY: all build install test test-vm unit integration bench stress lint clean verify-deps fuzz
 

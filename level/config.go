@@ -73,6 +73,12 @@ type Config struct {
 	// the level goes. Not with ExecInPlace, which leaves nothing behind to
 	// make the mounts once CMD runs.
 	Persist map[string]string
+	// ProcView shows CMD a /proc (cpuinfo, stat, meminfo, swaps, uptime,
+	// loadavg) and /sys/devices/system/cpu/online that follow the limits of
+	// the reader's own cgroup and its ancestors, as lxcfs does: nproc-like
+	// tools, free and thread pools see the level's CPUs and memory. It is
+	// served through FUSE by a process of its own, outside the level.
+	ProcView bool
 	// SetUID and SetGID, if set, are the ids CMD runs as in the level
 	// (ids of its user namespace with User), set just before CMD starts,
 	// as unshare --setuid and --setgid; SetGID also drops supplementary
@@ -184,6 +190,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateIDs(); err != nil {
 		return err
+	}
+	if c.ProcView {
+		if c.User {
+			return fieldErr("Config.ProcView", "cannot be combined with Config.User yet")
+		}
+		if err := checkFUSE(); err != nil {
+			return &FieldError{"Config.ProcView", err}
+		}
 	}
 	if err := c.validatePersist(); err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 // Init runs this process in the role it was re-executed in, if it was
 // one, and then never returns: a level's init stage (the code that runs
 // inside the new namespaces, package nsexec) or the --kill-child
-// watchdog. Otherwise it returns at once. Levels are started by
+// watchdog, or the server of its view of /proc. Otherwise it returns at once. Levels are started by
 // re-executing /proc/self/exe, so a program that uses this package must
 // call Init first in main, and in TestMain (see the package example).
 func Init() {
@@ -18,5 +18,7 @@ func Init() {
 		nsexec.Main()
 	case isWatch():
 		os.Exit(watchMain(os.Args[1:]))
+	case isProcView():
+		os.Exit(procViewMain(os.Args[1:]))
 	}
 }

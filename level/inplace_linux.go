@@ -28,6 +28,9 @@ func ExecInPlace(cfg Config) (err error) {
 	if cfg.PID {
 		return fieldErr("ExecInPlace", "cannot be combined with Config.PID: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop ExecInPlace to run it under a supervisor)")
 	}
+	if cfg.ProcView {
+		return fieldErr("ExecInPlace", "cannot be combined with Config.ProcView yet: its server would outlive the exec with nothing to take the view away if it died")
+	}
 	if len(cfg.Persist) > 0 {
 		return fieldErr("ExecInPlace", "cannot be combined with Config.Persist: once CMD runs, nothing of cl-unshare is left to keep its namespaces or to remove them")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cl-unshare/cl-unshare/mirror"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/cl-unshare/cl-unshare/nsexec"
+	"github.com/cl-unshare/cl-unshare/procview"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -94,6 +95,11 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, err
 	}
 	defer l.clones.close()
+	if cfg.ProcView {
+		if err := l.startProcView(); err != nil {
+			return nil, err
+		}
+	}
 	if err := l.spawn(cfg, layout); err != nil {
 		return nil, err
 	}
@@ -172,10 +178,15 @@ func (l *Level) build(cfg Config, pid int) (mounts.Layout, error) {
 
 // clones are detached copies of the level's run directory and mirror,
 // in their peer groups, for the init stage to attach where it sees them.
-type clones struct{ run, mirror *os.File }
+// clones are detached clones of the level's host mounts for its init
+// stage: its run directory, its mirror, and its view of /proc.
+type clones struct {
+	run, mirror *os.File
+	view        []*os.File // a clone of each file of the view, in procview.Files' order
+}
 
 func (c clones) close() {
-	for _, f := range []*os.File{c.run, c.mirror} {
+	for _, f := range append([]*os.File{c.run, c.mirror}, c.view...) {
 		if f != nil {
 			f.Close()
 		}
@@ -463,6 +474,10 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 	// Pdeathsig follows.
 	run := func(start func() error) error { return l.prepared.do(start) }
 	files := []*os.File{l.clones.run, l.clones.mirror}
+	for i, f := range l.clones.view {
+		files = append(files, f)
+		c.ProcView = append(c.ProcView, nsexec.ViewFile{FD: nsexec.ProcViewFD + i, Target: procview.Files[i].Target})
+	}
 	if cfg.User {
 		c.Mode, files = nsexec.ModeUserLevel, nil
 		err := l.prepared.do(func() error { return prepareMounts(c, l.clones.run, l.clones.mirror) })

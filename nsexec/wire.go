@@ -68,6 +68,9 @@ const (
 	// gets them, and the template, at the numbers in its Config).
 	RunDirFD = 4
 	MirrorFD = 5
+	// ProcViewFD on: detached clones of the files of the level's view of
+	// /proc (Config.ProcView).
+	ProcViewFD = 6
 
 	// ModeJoin: the running level's namespaces.
 	JoinCgroupNSFD = 4
@@ -143,6 +146,9 @@ type Config struct {
 	// (in Root, "/" by default there).
 	Root    string `json:"root,omitempty"`
 	WorkDir string `json:"work_dir,omitempty"`
+	// ProcView are detached clones of the files of the level's view of
+	// /proc, which the stage attaches over the kernel's, where those exist.
+	ProcView []ViewFile `json:"proc_view,omitempty"`
 	// Persist: the launcher keeps some of the stage's namespaces on
 	// files, asked once they all exist ("persist").
 	Persist bool `json:"persist,omitempty"`
@@ -155,6 +161,13 @@ type Config struct {
 	RunDirFD   int `json:"run_dir_fd,omitempty"`
 	MirrorFD   int `json:"mirror_fd,omitempty"`
 	TemplateFD int `json:"template_fd,omitempty"`
+}
+
+// ViewFile is a file of a level's view of /proc: a detached clone of it,
+// open as FD, and the path it covers.
+type ViewFile struct {
+	FD     int    `json:"fd"`
+	Target string `json:"target"`
 }
 
 // HostIDs are a user and group id of the host.
@@ -181,6 +194,7 @@ const (
 	StepLeaf        = "cgroup leaf"
 	StepRoot        = "new root"
 	StepPersist     = "keep namespaces"
+	StepProcView    = "proc view"
 	StepNamespaces  = "namespaces"
 	StepExec        = "exec"
 	StepJoin        = "join namespaces"

@@ -112,6 +112,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "mirror-max", Usage: "with --user: stop the level if it has more than `N` mounts under its /sys/fs/cgroup and run directory (default 1024)"},
 		&cli.StringFlag{Name: "timeout", Usage: "stop the level once it has run `DUR` (30s, 5m): SIGTERM, then SIGKILL after --kill-after; exit 124, as timeout(1)"},
 		&cli.StringFlag{Name: "kill-after", Usage: "with --timeout: SIGKILL what is left `DUR` after the SIGTERM (default 10s)"},
+		&cli.BoolFlag{Name: "proc-view", Usage: "show CMD a /proc/cpuinfo, stat, meminfo, swaps, uptime, loadavg and /sys/devices/system/cpu/online that follow its cgroup's limits (FUSE, as lxcfs)"},
 		&cli.BoolFlag{Name: "oom-group", Usage: "an OOM kill in the level kills all of it at once (cgroup2 memory.oom.group, as systemd's OOMPolicy=kill)"},
 		&cli.BoolFlag{Name: "stats", Usage: "when CMD ends, print what the level used (CPU time, memory peak, tasks peak, IO) on one line of stderr"},
 	}
@@ -232,6 +233,7 @@ func parseConfig(c *cli.Context) (level.Config, error) {
 		cfg.User, *f.dst = true, level.IDMap{Inner: n, Outer: f.own, Count: 1}
 	}
 	cfg.KeepCaps = c.Bool("keep-caps")
+	cfg.ProcView = c.Bool("proc-view")
 	for _, p := range valueFlags {
 		if v := c.String(p.flag); c.IsSet(p.flag) {
 			if err := p.parse(&cfg, v); err != nil {

@@ -273,7 +273,7 @@ func TestFlagsDefined(t *testing.T) {
 	want := []string{"name", "cgroup-parent", "run-dir", "memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set",
 		"exec", "ready-fd", "json-status-fd", "kill-child", "pid", "p", "mount-proc", "init",
 		"net", "n", "uts", "u", "hostname", "domainname", "ipc", "i", "time", "T", "monotonic", "boottime", "root", "R", "wd", "w", "propagation", "setuid", "S", "setgid", "G",
-		"user", "U", "map-root-user", "r", "map-user", "map-group", "map-current-user", "c", "keep-caps", "map-users", "setgroups", "map-groups", "leaf", "no-leaf", "mirror-max", "timeout", "kill-after", "oom-group", "stats"}
+		"user", "U", "map-root-user", "r", "map-user", "map-group", "map-current-user", "c", "keep-caps", "map-users", "setgroups", "map-groups", "leaf", "no-leaf", "mirror-max", "timeout", "kill-after", "proc-view", "oom-group", "stats"}
 	var got []string
 	for _, f := range flags() {
 		got = append(got, f.Names()...)

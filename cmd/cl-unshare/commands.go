@@ -51,7 +51,7 @@ func commands(code *exitCode) []*cli.Command {
 
 // boolOptions are the global options that take no value.
 var boolOptions = map[string]bool{"--exec": true, "--pid": true, "-p": true, "--mount-proc": true,
-	"--init": true, "--net": true, "-n": true, "--uts": true, "-u": true, "--ipc": true, "-i": true, "--time": true, "-T": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true, "--map-current-user": true, "-c": true, "--keep-caps": true, "--no-leaf": true, "--stats": true, "--oom-group": true}
+	"--init": true, "--net": true, "-n": true, "--uts": true, "-u": true, "--ipc": true, "-i": true, "--time": true, "-T": true, "--user": true, "-U": true, "--map-root-user": true, "-r": true, "--map-current-user": true, "-c": true, "--keep-caps": true, "--no-leaf": true, "--stats": true, "--oom-group": true, "--proc-view": true}
 
 func oneName(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {

@@ -19,7 +19,7 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"Namespaces and mounts", []string{"pid", "mount-proc", "init", "net", "uts", "hostname", "domainname", "ipc",
-		"time", "monotonic", "boottime", "root", "wd", "propagation"}},
+		"time", "monotonic", "boottime", "root", "wd", "propagation", "proc-view"}},
 	{"Ids", []string{"user", "map-root-user", "map-current-user", "map-user", "map-group", "map-users", "map-groups",
 		"setgroups", "setuid", "setgid", "keep-caps"}},
 	{"Limits", []string{"memory", "cpus", "cpu-weight", "cpuset-cpus", "cpuset-mems", "pids-max", "set", "oom-group"}},

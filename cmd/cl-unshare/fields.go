@@ -38,6 +38,7 @@ var flagOf = map[string]string{
 	"Config.Persist.time":   "--time",
 	"Config.Persist.user":   "--user",
 	"Config.Persist":        "--NS=FILE",
+	"Config.ProcView":       "--proc-view",
 	"Config.Root":           "--root",
 	"Config.WorkDir":        "--wd",
 	"Config.Propagation":    "--propagation",

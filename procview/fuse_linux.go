@@ -1,0 +1,139 @@
+package procview
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Files are the view's files: the name each has in the FUSE file system
+// and the path inside the level it is bound over.
+var Files = []struct{ Name, Target string }{
+	{"cpuinfo", "/proc/cpuinfo"},
+	{"stat", "/proc/stat"},
+	{"meminfo", "/proc/meminfo"},
+	{"swaps", "/proc/swaps"},
+	{"uptime", "/proc/uptime"},
+	{"loadavg", "/proc/loadavg"},
+	{"online", "/sys/devices/system/cpu/online"},
+}
+
+// FSType is the view's file system type in mountinfo.
+const FSType = "fuse.clu-procview"
+
+// render makes file name for view v, from the host's file where it needs
+// one.
+func render(name string, v *View) string {
+	host := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	switch name {
+	case "cpuinfo":
+		return CPUInfo(host("/proc/cpuinfo"), v)
+	case "stat":
+		return Stat(host("/proc/stat"), v)
+	case "meminfo":
+		return Meminfo(host("/proc/meminfo"), v)
+	case "swaps":
+		return Swaps(v)
+	case "uptime":
+		return Uptime(v)
+	case "loadavg":
+		return Loadavg(host("/proc/loadavg"), v)
+	case "online":
+		return Online(v)
+	}
+	return ""
+}
+
+type root struct {
+	fs.Inode
+	src *Source
+}
+
+var _ fs.NodeOnAdder = (*root)(nil)
+
+func (r *root) OnAdd(ctx context.Context) {
+	for _, f := range Files {
+		ch := r.NewPersistentInode(ctx, &file{name: f.Name, src: r.src}, fs.StableAttr{Mode: syscall.S_IFREG})
+		r.AddChild(f.Name, ch, false)
+	}
+}
+
+func (r *root) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	return 0
+}
+
+// file is one file of the view, rendered for whoever opens it: the
+// kernel tells the server the opener's PID.
+type file struct {
+	fs.Inode
+	name string
+	src  *Source
+}
+
+var (
+	_ fs.NodeOpener    = (*file)(nil)
+	_ fs.NodeGetattrer = (*file)(nil)
+)
+
+func (f *file) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	out.Size = 0 // as /proc's: read to the end
+	return 0
+}
+
+func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EACCES
+	}
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return nil, 0, syscall.EIO
+	}
+	v, err := f.src.ViewOf(int(caller.Pid), f.name == "loadavg")
+	if err != nil {
+		return nil, 0, syscall.ESRCH // the opener is gone
+	}
+	// Direct I/O: nothing cached, every open sees its own reader's view.
+	return &handle{data: []byte(render(f.name, v))}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+type handle struct{ data []byte }
+
+var _ fs.FileReader = (*handle)(nil)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(h.data)))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}
+
+// Serve mounts the view at dir and serves it until the returned server
+// is unmounted; it samples the level's load every 5 s meanwhile.
+func Serve(dir string, src *Source) (*fuse.Server, error) {
+	ttl := time.Duration(0)
+	srv, err := fs.Mount(dir, &root{src: src}, &fs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName: "cl-unshare", Name: "clu-procview", AllowOther: true, DirectMount: true, DirectMountStrict: true,
+			DisableXAttrs: true, MaxBackground: 64,
+		},
+		EntryTimeout: &ttl, AttrTimeout: &ttl,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for range t.C {
+			src.Sample()
+		}
+	}()
+	return srv, nil
+}

@@ -1,0 +1,301 @@
+package procview
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
+)
+
+// Source computes each reader's View from the cgroup tree, as this
+// process (in the host's cgroup namespace) sees it.
+type Source struct {
+	hs      []cgroup.Hierarchy
+	started time.Time
+	root    map[int]string // hierarchy ID -> the level's cgroup there, for its load
+
+	mu   sync.Mutex
+	load [3]float64
+}
+
+// NewSource serves the level whose cgroups root has (hierarchy ID ->
+// directory), started at started.
+func NewSource(hs []cgroup.Hierarchy, root map[int]string, started time.Time) *Source {
+	return &Source{hs: hs, root: root, started: started}
+}
+
+// ViewOf is the view of process pid: its cgroups, and their ancestors'.
+// The level's task counts, a walk of its cgroups, are only filled in with
+// tasks.
+func (s *Source) ViewOf(pid int, tasks bool) (*View, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, err
+	}
+	ms, err := cgroup.ParseProcCgroup(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]struct{ dir, top string }{} // controller (or "cgroup2") -> its cgroup
+	for _, m := range ms {
+		for _, h := range s.hs {
+			if h.ID != m.ID {
+				continue
+			}
+			d := struct{ dir, top string }{h.Dir(m.Path), h.Mount}
+			if h.V2() {
+				dirs["cgroup2"] = d
+			}
+			for _, c := range h.Controllers {
+				dirs[c] = d
+			}
+		}
+	}
+	v := &View{Uptime: time.Since(s.started)}
+	v.CPUs = s.cpus(dirs)
+	s.memory(dirs, v)
+	s.cpuTime(dirs, v)
+	s.mu.Lock()
+	v.Load = s.load
+	s.mu.Unlock()
+	if tasks {
+		v.Running, v.Tasks = s.tasks()
+	}
+	return v, nil
+}
+
+// at returns the cgroup for controller c: the v1 hierarchy that has it,
+// else cgroup2, and whether it is v2.
+func at(dirs map[string]struct{ dir, top string }, c string) (string, string, bool) {
+	if d, ok := dirs[c]; ok {
+		return d.dir, d.top, false
+	}
+	d, ok := dirs["cgroup2"]
+	if !ok {
+		return "", "", false
+	}
+	return d.dir, d.top, true
+}
+
+// up calls f on dir and each ancestor up to top, stopping when f says.
+func up(dir, top string, f func(dir string) bool) {
+	for {
+		if !f(dir) || dir == top || !strings.HasPrefix(dir, top) {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+func read(dir, file string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, file))
+	return strings.TrimSpace(string(b))
+}
+
+// cpus are the reader's CPUs: its effective cpuset, cut to its CPU quota
+// rounded up, the smallest quota of it and its ancestors.
+func (s *Source) cpus(dirs map[string]struct{ dir, top string }) []int {
+	dir, top, v2 := at(dirs, "cpuset")
+	var list string
+	file := "cpuset.effective_cpus"
+	if v2 {
+		file = "cpuset.cpus.effective"
+	}
+	if dir != "" {
+		up(dir, top, func(d string) bool { list = read(d, file); return list == "" })
+	}
+	if list == "" {
+		list = read("/sys/devices/system/cpu", "online")
+	}
+	cpus := parseList(list)
+	quota := math.Inf(1)
+	if dir, top, v2 := at(dirs, "cpu"); dir != "" {
+		up(dir, top, func(d string) bool {
+			q, p := 0.0, 0.0
+			if v2 {
+				f := strings.Fields(read(d, "cpu.max"))
+				if len(f) == 2 && f[0] != "max" {
+					q, _ = strconv.ParseFloat(f[0], 64)
+					p, _ = strconv.ParseFloat(f[1], 64)
+				}
+			} else {
+				q, _ = strconv.ParseFloat(read(d, "cpu.cfs_quota_us"), 64)
+				p, _ = strconv.ParseFloat(read(d, "cpu.cfs_period_us"), 64)
+			}
+			if q > 0 && p > 0 {
+				quota = min(quota, q/p)
+			}
+			return true
+		})
+	}
+	if n := int(math.Ceil(quota)); !math.IsInf(quota, 1) && n < len(cpus) {
+		cpus = cpus[:max(n, 1)]
+	}
+	return cpus
+}
+
+// memory fills in the reader's memory and swap limits and use.
+func (s *Source) memory(dirs map[string]struct{ dir, top string }, v *View) {
+	hostMem, hostSwap := hostMemory()
+	v.MemTotal, v.SwapTotal = hostMem, hostSwap
+	dir, top, v2 := at(dirs, "memory")
+	if dir == "" {
+		return
+	}
+	num := func(s string) (uint64, bool) {
+		n, err := strconv.ParseUint(s, 10, 64)
+		return n, err == nil
+	}
+	stat := func(key string) uint64 {
+		for _, l := range strings.Split(read(dir, "memory.stat"), "\n") {
+			if k, val, ok := strings.Cut(l, " "); ok && k == key {
+				n, _ := num(val)
+				return n
+			}
+		}
+		return 0
+	}
+	if v2 {
+		up(dir, top, func(d string) bool {
+			if n, ok := num(read(d, "memory.max")); ok {
+				v.MemTotal = min(v.MemTotal, n)
+			}
+			if n, ok := num(read(d, "memory.swap.max")); ok {
+				v.SwapTotal = min(v.SwapTotal, n)
+			}
+			return true
+		})
+		v.MemUsed, _ = num(read(dir, "memory.current"))
+		v.SwapUsed, _ = num(read(dir, "memory.swap.current"))
+		v.MemCache = stat("file")
+		v.Shmem, v.SlabReclaimable, v.SlabUnreclaimable = stat("shmem"), stat("slab_reclaimable"), stat("slab_unreclaimable")
+		return
+	}
+	// v1 keeps the smallest limit of the cgroup and its ancestors for us.
+	if n := stat("hierarchical_memory_limit"); n > 0 {
+		v.MemTotal = min(v.MemTotal, n)
+	}
+	if n := stat("hierarchical_memsw_limit"); n > 0 && n > v.MemTotal {
+		v.SwapTotal = min(v.SwapTotal, n-v.MemTotal)
+	}
+	v.MemUsed, _ = num(read(dir, "memory.usage_in_bytes"))
+	if sw, ok := num(read(dir, "memory.memsw.usage_in_bytes")); ok && sw > v.MemUsed {
+		v.SwapUsed = sw - v.MemUsed
+	}
+	v.MemCache = stat("total_cache")
+	v.Shmem = stat("total_shmem")
+}
+
+// cpuTime fills in the reader's cgroup's user and system CPU time.
+func (s *Source) cpuTime(dirs map[string]struct{ dir, top string }, v *View) {
+	if dir, _, v2 := at(dirs, "cpuacct"); dir != "" && !v2 {
+		u, _ := strconv.ParseUint(read(dir, "cpuacct.usage_user"), 10, 64)
+		k, _ := strconv.ParseUint(read(dir, "cpuacct.usage_sys"), 10, 64)
+		v.UserUsec, v.SystemUsec = u/1000, k/1000
+		return
+	}
+	if d, ok := dirs["cgroup2"]; ok {
+		for _, l := range strings.Split(read(d.dir, "cpu.stat"), "\n") {
+			k, val, _ := strings.Cut(l, " ")
+			n, _ := strconv.ParseUint(val, 10, 64)
+			switch k {
+			case "user_usec":
+				v.UserUsec = n
+			case "system_usec":
+				v.SystemUsec = n
+			}
+		}
+	}
+}
+
+// hostMemory is the host's MemTotal and SwapTotal, in bytes.
+func hostMemory() (mem, swap uint64) {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "MemTotal:":
+			mem = n * 1024
+		case "SwapTotal:":
+			swap = n * 1024
+		}
+	}
+	return mem, swap
+}
+
+// tasks counts the level's tasks, and those running or in
+// uninterruptible sleep (what the kernel's load average counts).
+func (s *Source) tasks() (running, total int) {
+	var dir string
+	for id, d := range s.root {
+		if dir == "" || id == 0 {
+			dir = d
+		}
+	}
+	if dir == "" {
+		return 0, 0
+	}
+	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return nil
+		}
+		list := read(p, "cgroup.threads") // v2; v1 has tasks
+		if _, err := os.Stat(filepath.Join(p, "cgroup.threads")); err != nil {
+			list = read(p, "tasks")
+		}
+		for _, t := range strings.Fields(list) {
+			total++
+			b, _ := os.ReadFile("/proc/" + t + "/stat")
+			if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'R' || b[i+2] == 'D') {
+				running++
+			}
+		}
+		return nil
+	})
+	return running, total
+}
+
+// Sample folds the level's running tasks into its load averages, as the
+// kernel does every 5 s.
+func (s *Source) Sample() {
+	r, _ := s.tasks()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, mins := range []float64{1, 5, 15} {
+		e := math.Exp(-5 / (60 * mins))
+		s.load[i] = s.load[i]*e + float64(r)*(1-e)
+	}
+}
+
+// parseList parses a CPU list such as 0-3,6.
+func parseList(s string) []int {
+	var out []int
+	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				continue
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out
+}

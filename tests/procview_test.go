@@ -1,0 +1,230 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// needFUSE skips (fails in CI) without FUSE: /dev/fuse and the fs type.
+func needFUSE(t *testing.T) {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/filesystems")
+	if _, err := os.Stat("/dev/fuse"); err != nil || !strings.Contains(string(b), "\tfuse\n") {
+		if os.Getenv("CL_UNSHARE_NO_SKIP") != "" {
+			t.Fatalf("needs FUSE (/dev/fuse, and fuse in /proc/filesystems), and CL_UNSHARE_NO_SKIP forbids skipping")
+		}
+		t.Skip("needs FUSE (/dev/fuse, and fuse in /proc/filesystems)")
+	}
+}
+
+// hostMemTotal is the host's MemTotal line's number, in kB.
+func hostMemTotal(t *testing.T) int {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/meminfo")
+	f := strings.Fields(string(b))
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// what runs in a level to see its machine: name=value lines, each the
+// output of a program people use to size themselves, where it exists.
+var probes = []struct{ name, cmd string }{
+	{"cpuinfo", "grep -c ^processor /proc/cpuinfo"},
+	{"online", "cat /sys/devices/system/cpu/online"},
+	{"statcpus", "grep -c '^cpu[0-9]' /proc/stat"},
+	{"memtotal", "awk '/^MemTotal/ {print $2}' /proc/meminfo"},
+	{"free", "free -m | awk '/^Mem/ {print $2}'"},
+	{"getconf", "getconf _NPROCESSORS_ONLN"},
+	{"python", "python3 -c 'import os; print(os.cpu_count())'"},
+	{"top", "top -bn1 | grep -i 'mem' | head -1"},
+	{"uptime", "cut -d. -f1 /proc/uptime"},
+	{"nproc", "nproc"},
+}
+
+func probeScript() string {
+	var lines []string
+	for _, p := range probes {
+		word := strings.Fields(p.cmd)[0]
+		lines = append(lines, fmt.Sprintf("command -v %s >/dev/null && echo %s=$(%s)", word, p.name, p.cmd))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// --proc-view with --cpus, --cpuset-cpus and --memory: what nproc-like
+// tools, free, top and Python read from /proc and /sys follow the level;
+// without it, /proc is the kernel's.
+func TestProcView(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	needFUSE(t)
+	needController(t, "memory", "cpu")
+	host := hostMemTotal(t)
+	cases := []struct {
+		args []string
+		want map[string]string
+	}{
+		{[]string{"--proc-view", "--cpus", "1", "--memory", "256M"},
+			map[string]string{"cpuinfo": "1", "online": "0", "statcpus": "1", "memtotal": "262144", "free": "256", "getconf": "1", "python": "1"}},
+		{nil, map[string]string{"memtotal": strconv.Itoa(host)}},
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(run(t, "nproc"))); n >= 2 {
+		needController(t, "cpuset")
+		cases = append(cases, struct {
+			args []string
+			want map[string]string
+		}{[]string{"--proc-view", "--cpuset-cpus", "1"}, map[string]string{"cpuinfo": "1", "online": "0", "getconf": "1", "nproc": "1", "python": "1"}})
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
+			noLeaks(t)
+			r := clu(t, append(c.args, "--", "sh", "-c", probeScript())...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got := parseKV(r.stdout)
+			for k, want := range c.want {
+				if v, ok := got[k]; ok && v != want || !ok && k != "python" && k != "getconf" && k != "nproc" && k != "free" {
+					t.Errorf("%s = %q, want %q (all: %v)", k, v, want, got)
+				}
+			}
+			if len(c.args) > 0 {
+				if top, ok := got["top"]; ok && !strings.Contains(top, "256.0 total") && !strings.Contains(top, "262144") && slicesContain(c.args, "256M") {
+					t.Errorf("top's memory line %q shows no 256 MiB total", top)
+				}
+				if up, _ := strconv.Atoi(got["uptime"]); up > 30 {
+					t.Errorf("uptime inside %d s, want the level's (just started)", up)
+				}
+			}
+		})
+	}
+}
+
+func slicesContain(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, _ := exec.Command(name, args...).Output()
+	return string(out)
+}
+
+// The view is keyed on the reader: a process the level moved to a child
+// cgroup with a one-CPU cpuset, or a 0.5-CPU quota, sees one CPU while
+// the rest of the level sees two.
+func TestProcViewReader(t *testing.T) {
+	requires(t, "root", "cgroupns", "2cpus")
+	needFUSE(t)
+	cs := needController(t, "cpuset", "cpu")
+	noLeaks(t)
+	dir, _ := openDir(t)
+	set, quota := cs["cpuset"], cs["cpu"]
+	procs := func(c *ctl) string {
+		if c.v2 {
+			return "cgroup.procs"
+		}
+		return "tasks"
+	}
+	mems := ""
+	if !set.v2 {
+		mems = "echo 0 > " + set.inside + "/one/cpuset.mems && "
+	}
+	quotaSet := "echo 50000 > " + quota.inside + "/half/cpu.cfs_quota_us"
+	if quota.v2 {
+		quotaSet = "echo '50000 100000' > " + quota.inside + "/half/cpu.max"
+	}
+	r := clu(t, "--proc-view", "--", "sh", "-c", strings.Join([]string{
+		"grep -c ^processor /proc/cpuinfo > " + dir + "/all",
+		"mkdir " + set.inside + "/one && " + mems + "echo 0 > " + set.inside + "/one/cpuset.cpus || exit 3",
+		"sh -c 'echo $$ > " + set.inside + "/one/" + procs(set) + " && grep -c ^processor /proc/cpuinfo && cat /sys/devices/system/cpu/online' > " + dir + "/one",
+		"mkdir -p " + quota.inside + "/half && " + quotaSet + " || exit 4",
+		"sh -c 'echo $$ > " + quota.inside + "/half/" + procs(quota) + " && grep -c ^processor /proc/cpuinfo' > " + dir + "/half",
+		"grep -c ^processor /proc/cpuinfo > " + dir + "/after",
+	}, "\n"))
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for f, want := range map[string]string{"all": "2", "one": "1\n0", "half": "1", "after": "2"} {
+		if got := mustRead(t, dir+"/"+f); got != want {
+			t.Errorf("%s: %q, want %q", f, got, want)
+		}
+	}
+}
+
+// viewServer finds the view server of level name among the processes.
+func viewServer(t *testing.T, name string) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := bytes.Split(b, []byte{0})
+		if len(args) > 1 && string(args[0]) == "cl-unshare [proc-view]" && string(args[1]) == filepath.Join(runDir, "levels", name, "procview") {
+			return pid
+		}
+	}
+	return 0
+}
+
+// Never a broken /proc: when the view's server dies, the level's reads of
+// /proc/meminfo are the kernel's again within a second, not ENOTCONN.
+func TestProcViewServerDies(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	needFUSE(t)
+	needController(t, "memory")
+	noLeaks(t)
+	l := start(t, nil, "--proc-view", "--memory", "128M", "--", "sleep", "600")
+	var srv int
+	waitFor(t, "the view's server", func() bool { srv = viewServer(t, l.name); return srv != 0 && findInfo(listJSON(t), l.name) != nil })
+	read := func() result { return cmd(t, "exec", l.name, "--", "awk", "/^MemTotal/ {print $2}", "/proc/meminfo") }
+	if r := read(); strings.TrimSpace(r.stdout) != "131072" {
+		t.Fatalf("MemTotal inside %q (%s), want the view's 131072", r.stdout, r.stderr)
+	}
+	if err := syscall.Kill(srv, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	host := strconv.Itoa(hostMemTotal(t))
+	if r := read(); r.code != 0 || strings.TrimSpace(r.stdout) != host {
+		t.Errorf("a second after the server died, MemTotal inside: exit %d, %q %q; want the kernel's %s", r.code, r.stdout, r.stderr, host)
+	}
+	l.stop(t)
+}
+
+// --proc-view where it cannot work: 125, one line, nothing made.
+func TestProcViewBadInput(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	noLeaks(t)
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"CL_UNSHARE_FAIL_AT=no fuse"}, []string{"--proc-view"}, "--proc-view: this kernel has no FUSE"},
+		{nil, []string{"--proc-view", "--user"}, "--proc-view: cannot be combined with --user yet"},
+		{nil, []string{"--proc-view", "--exec"}, "--exec: cannot be combined with --proc-view yet"},
+	} {
+		r := cluEnv(t, c.env, append(c.args, "--", "true")...)
+		if r.code != 125 || !oneLine(r.stderr, c.want) {
+			t.Errorf("%v %v: exit %d, %q; want 125 and one line with %q", c.env, c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
