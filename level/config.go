@@ -192,9 +192,6 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.ProcView {
-		if c.User {
-			return fieldErr("Config.ProcView", "cannot be combined with Config.User yet")
-		}
 		if err := checkFUSE(); err != nil {
 			return &FieldError{"Config.ProcView", err}
 		}

@@ -42,7 +42,7 @@ func checkFUSE() error {
 
 // startProcView starts the level's view server, a process of its own
 // outside the level that mounts the view at LevelDir/procview, and keeps
-// a detached clone of each of its files for the init stage to attach. When the server dies while the level runs, watchProcView takes
+// a detached clone of each of its files to attach in the level. When the server dies while the level runs, watchProcView takes
 // the level's binds away, so /proc reads the kernel's own files again.
 func (l *Level) startProcView() error {
 	dir := filepath.Join(l.LevelDir, "procview")
@@ -100,8 +100,8 @@ func (l *Level) startProcView() error {
 			_ = detach(dir)
 		}
 	}()
-	// One clone of each file: a detached mount can be cloned only from
-	// the namespace it is in, and the stage's is not this one.
+	// One clone of each file, made here: a mount can be cloned only in
+	// the namespace it is attached in.
 	for _, f := range procview.Files {
 		c, err := mounts.Clone(filepath.Join(dir, f.Name))
 		if err != nil {
@@ -112,33 +112,81 @@ func (l *Level) startProcView() error {
 	return nil
 }
 
+// attachProcView attaches the clones of the view's files over the
+// kernel's in the mount namespace of the init stage pid, from a thread
+// that enters it and is then thrown away: the stage's own mounts would be
+// locked there with a user namespace, these are not, so that they can be
+// taken away if the server dies. A path the level lacks (no /sys in a new
+// root) is left alone.
+func (l *Level) attachProcView(pid int) error {
+	return inMountNS(pid, func() error {
+		for i, f := range procview.Files {
+			if _, err := os.Stat(f.Target); err != nil {
+				continue
+			}
+			if err := mounts.Attach(int(l.clones.view[i].Fd()), f.Target); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// inMountNS runs f on a thread in the mount namespace of process pid; the
+// thread is thrown away after.
+func inMountNS(pid int, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- fmt.Errorf("open mount namespace of %d: %w", pid, err)
+			return
+		}
+		defer unix.Close(ns)
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare(CLONE_FS): %w", err)
+			return
+		}
+		if err := unix.Setns(ns, unix.CLONE_NEWNS); err != nil {
+			done <- fmt.Errorf("enter mount namespace of %d: %w", pid, err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
 // unbindProcView unmounts every file of a view in the mount namespace of
 // process pid (the level's), from a thread that enters it and is then
 // thrown away.
 func unbindProcView(pid int) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
-		ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// The host's /proc, opened first: the level's own (with a PID
+	// namespace) has no thread-self for a thread of ours.
+	proc, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(proc)
+	_ = inMountNS(pid, func() error {
+		// Opened now, the table is of the namespace entered.
+		fd, err := unix.Openat(proc, "thread-self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return
+			return err
 		}
-		defer unix.Close(ns)
-		if unix.Unshare(unix.CLONE_FS) != nil || unix.Setns(ns, unix.CLONE_NEWNS) != nil {
-			return
-		}
-		infos, err := mounts.Current()
+		f := os.NewFile(uintptr(fd), "mountinfo")
+		infos, err := mounts.Parse(f)
+		f.Close()
 		if err != nil {
-			return
+			return err
 		}
 		for i := len(infos) - 1; i >= 0; i-- {
 			if infos[i].FSType == procview.FSType {
 				_ = unix.Unmount(infos[i].Mountpoint, unix.MNT_DETACH)
 			}
 		}
-	}()
-	<-done
+		return nil
+	})
 }
 
 // procViewMain is the view server: it serves until SIGTERM or until the

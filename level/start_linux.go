@@ -17,7 +17,6 @@ import (
 	"github.com/cl-unshare/cl-unshare/mirror"
 	"github.com/cl-unshare/cl-unshare/mounts"
 	"github.com/cl-unshare/cl-unshare/nsexec"
-	"github.com/cl-unshare/cl-unshare/procview"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -474,10 +473,7 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 	// Pdeathsig follows.
 	run := func(start func() error) error { return l.prepared.do(start) }
 	files := []*os.File{l.clones.run, l.clones.mirror}
-	for i, f := range l.clones.view {
-		files = append(files, f)
-		c.ProcView = append(c.ProcView, nsexec.ViewFile{FD: nsexec.ProcViewFD + i, Target: procview.Files[i].Target})
-	}
+	c.ProcView = cfg.ProcView
 	if cfg.User {
 		c.Mode, files = nsexec.ModeUserLevel, nil
 		err := l.prepared.do(func() error { return prepareMounts(c, l.clones.run, l.clones.mirror) })
@@ -522,7 +518,8 @@ func (l *Level) spawn(cfg Config, layout mounts.Layout) error {
 // requests answers what a level's init stage asks of its launcher.
 func (l *Level) requests(st *stage, cfg Config) nsexec.Requests {
 	return nsexec.Requests{
-		Persist: func() error { return l.persist(cfg, st.cmd.Process.Pid) },
+		Persist:  func() error { return l.persist(cfg, st.cmd.Process.Pid) },
+		ProcView: func() error { return l.attachProcView(st.cmd.Process.Pid) },
 		SetGroup: func() error {
 			// The init stage may not join its run directory and mirror to
 			// the prepared namespace's; we may.

@@ -57,7 +57,12 @@ func newLevel(c *Config) (string, error) {
 			return unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}},
 		{StepRoot, newRoot},
-		{StepProcView, procView},
+		{StepProcView, func(c *Config) error {
+			if !c.ProcView {
+				return nil
+			}
+			return ask(syncFile, message{Type: msgProcView}, -1)
+		}},
 		{StepPersist, func(c *Config) error {
 			if !c.Persist {
 				return nil
@@ -142,22 +147,6 @@ func newRoot(c *Config) error {
 	}
 	if err := unix.Chdir(wd); err != nil {
 		return fmt.Errorf("working directory %s (in the new root %s): %w", wd, c.Root, err)
-	}
-	return nil
-}
-
-// procView attaches the files of the level's view of /proc over the
-// kernel's, in the level's root (new or not). A path the root lacks (no
-// /sys in a new root) is left alone.
-func procView(c *Config) error {
-	for _, f := range c.ProcView {
-		if _, err := os.Stat(f.Target); err != nil {
-			unix.Close(f.FD)
-			continue
-		}
-		if err := attach(f.FD, f.Target); err != nil {
-			return err
-		}
 	}
 	return nil
 }

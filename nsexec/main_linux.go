@@ -53,9 +53,6 @@ func Main() {
 		reportError(sync, StepConfig, err)
 		os.Exit(exitcode.Failure)
 	}
-	for _, f := range c.ProcView {
-		unix.CloseOnExec(f.FD) // attached before exec, or not for CMD
-	}
 	if c.Mode == ModeJoin && c.JoinTime {
 		reportError(sync, StepJoin, hopIntoTime(c))
 		os.Exit(exitcode.Failure)

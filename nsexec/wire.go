@@ -68,9 +68,6 @@ const (
 	// gets them, and the template, at the numbers in its Config).
 	RunDirFD = 4
 	MirrorFD = 5
-	// ProcViewFD on: detached clones of the files of the level's view of
-	// /proc (Config.ProcView).
-	ProcViewFD = 6
 
 	// ModeJoin: the running level's namespaces.
 	JoinCgroupNSFD = 4
@@ -146,9 +143,10 @@ type Config struct {
 	// (in Root, "/" by default there).
 	Root    string `json:"root,omitempty"`
 	WorkDir string `json:"work_dir,omitempty"`
-	// ProcView are detached clones of the files of the level's view of
-	// /proc, which the stage attaches over the kernel's, where those exist.
-	ProcView []ViewFile `json:"proc_view,omitempty"`
+	// ProcView: the launcher attaches the level's view of /proc over the
+	// kernel's files in the stage's mount namespace, asked once the new
+	// root is in place ("proc-view").
+	ProcView bool `json:"proc_view,omitempty"`
 	// Persist: the launcher keeps some of the stage's namespaces on
 	// files, asked once they all exist ("persist").
 	Persist bool `json:"persist,omitempty"`
@@ -161,13 +159,6 @@ type Config struct {
 	RunDirFD   int `json:"run_dir_fd,omitempty"`
 	MirrorFD   int `json:"mirror_fd,omitempty"`
 	TemplateFD int `json:"template_fd,omitempty"`
-}
-
-// ViewFile is a file of a level's view of /proc: a detached clone of it,
-// open as FD, and the path it covers.
-type ViewFile struct {
-	FD     int    `json:"fd"`
-	Target string `json:"target"`
 }
 
 // HostIDs are a user and group id of the host.
@@ -210,6 +201,7 @@ const (
 	msgSetGroup msgType = "set-group"
 	msgProc     msgType = "proc"
 	msgPersist  msgType = "persist"
+	msgProcView msgType = "proc-view"
 	msgOK       msgType = "ok"
 )
 
@@ -309,6 +301,10 @@ type Requests struct {
 	// Persist binds the namespaces the level keeps on files, once the
 	// stage has them all and before CMD runs ("persist").
 	Persist func() error
+	// ProcView attaches the level's view of /proc in the stage's mount
+	// namespace ("proc-view"), where a user namespace would lock what
+	// the stage mounted itself from a copy.
+	ProcView func() error
 }
 
 // WaitWith is Wait for a level with a user namespace, answering its
@@ -343,6 +339,8 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 			answer = req.SetGroup
 		case msgPersist:
 			answer = req.Persist
+		case msgProcView:
+			answer = req.ProcView
 		case msgProc:
 			if req.AttachProc != nil && fd >= 0 {
 				answer = func() error { return req.AttachProc(fd) }
@@ -376,7 +374,7 @@ func wait(read func(*message) (int, error), w io.Writer, req Requests) error {
 }
 
 // requestStep names the step a failed request belongs to.
-var requestStep = map[msgType]string{msgSetGroup: StepPropagation, msgProc: StepProc, msgPersist: StepPersist}
+var requestStep = map[msgType]string{msgSetGroup: StepPropagation, msgProc: StepProc, msgPersist: StepPersist, msgProcView: StepProcView}
 
 // readMessageFD is readMessage on a socket, also taking the one file
 // descriptor a message may carry (-1 if none).

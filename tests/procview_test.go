@@ -75,6 +75,8 @@ func TestProcView(t *testing.T) {
 	}{
 		{[]string{"--proc-view", "--cpus", "1", "--memory", "256M"},
 			map[string]string{"cpuinfo": "1", "online": "0", "statcpus": "1", "memtotal": "262144", "free": "256", "getconf": "1", "python": "1"}},
+		{[]string{"--proc-view", "--user", "--pid", "--mount-proc", "--cpus", "1", "--memory", "256M"},
+			map[string]string{"cpuinfo": "1", "online": "0", "memtotal": "262144", "free": "256"}},
 		{nil, map[string]string{"memtotal": strconv.Itoa(host)}},
 	}
 	if n, _ := strconv.Atoi(strings.TrimSpace(run(t, "nproc"))); n >= 2 {
@@ -190,10 +192,25 @@ func TestProcViewServerDies(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	needFUSE(t)
 	needController(t, "memory")
+	for _, user := range []bool{false, true} {
+		t.Run(fmt.Sprintf("user=%v", user), func(t *testing.T) { serverDies(t, user) })
+	}
+}
+
+func serverDies(t *testing.T, user bool) {
 	noLeaks(t)
-	l := start(t, nil, "--proc-view", "--memory", "128M", "--", "sleep", "600")
+	args := []string{"--proc-view", "--memory", "128M"}
+	if user {
+		// The level's /proc is then its own, locked below the view.
+		args = append(args, "--user", "--pid", "--mount-proc")
+	}
+	l := start(t, nil, append(args, "--", "sleep", "600")...)
 	var srv int
-	waitFor(t, "the view's server", func() bool { srv = viewServer(t, l.name); return srv != 0 && findInfo(listJSON(t), l.name) != nil })
+	waitFor(t, "the level set up", func() bool {
+		srv = viewServer(t, l.name)
+		i := findInfo(listJSON(t), l.name)
+		return srv != 0 && i != nil && i.CmdPID != 0
+	})
 	read := func() result { return cmd(t, "exec", l.name, "--", "awk", "/^MemTotal/ {print $2}", "/proc/meminfo") }
 	if r := read(); strings.TrimSpace(r.stdout) != "131072" {
 		t.Fatalf("MemTotal inside %q (%s), want the view's 131072", r.stdout, r.stderr)
@@ -219,12 +236,34 @@ func TestProcViewBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"CL_UNSHARE_FAIL_AT=no fuse"}, []string{"--proc-view"}, "--proc-view: this kernel has no FUSE"},
-		{nil, []string{"--proc-view", "--user"}, "--proc-view: cannot be combined with --user yet"},
 		{nil, []string{"--proc-view", "--exec"}, "--exec: cannot be combined with --proc-view yet"},
 	} {
 		r := cluEnv(t, c.env, append(c.args, "--", "true")...)
 		if r.code != 125 || !oneLine(r.stderr, c.want) {
 			t.Errorf("%v %v: exit %d, %q; want 125 and one line with %q", c.env, c.args, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// With --root the view covers the new root's /proc (the new root has no
+// /sys: that file is left alone).
+func TestProcViewNewRoot(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	needFUSE(t)
+	needController(t, "memory")
+	for _, user := range []bool{false, true} {
+		t.Run(fmt.Sprintf("user=%v", user), func(t *testing.T) {
+			noLeaks(t)
+			dir, _ := openDir(t)
+			root := busyboxRoot(t, dir)
+			args := []string{"--proc-view", "--root", root, "--pid", "--mount-proc", "--memory", "64M"}
+			if user {
+				args = append(args, "--user")
+			}
+			r := clu(t, append(args, "--", "/bin/sh", "-c", "grep MemTotal /proc/meminfo")...)
+			if f := strings.Fields(r.stdout); r.code != 0 || len(f) < 2 || f[1] != "65536" {
+				t.Errorf("MemTotal in the new root: exit %d, %q %q; want 65536 kB", r.code, r.stdout, r.stderr)
+			}
+		})
 	}
 }

@@ -73,13 +73,14 @@ esac
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -1 > "$work/initrd"
 
 # modules_cpio KVER OUT packs the modules the systemd layout loads before
-# it mounts the host's root (virtio, 9p, overlay), decompressed and in
+# it mounts the host's root (virtio, 9p, overlay), and fuse, which every
+# layout loads, decompressed and in
 # load order, as a second initramfs archive (the kernel unpacks both).
 modules_cpio() {
 	local m=$work/modules-$1 path name
 	mkdir -p "$m/modules"
 	: > "$m/modules/order"
-	modprobe --show-depends -S "$1" -a 9p 9pnet_virtio virtio_pci overlay | while read -r verb path _; do
+	modprobe --show-depends -S "$1" -a 9p 9pnet_virtio virtio_pci overlay fuse | while read -r verb path _; do
 		[ "$verb" = insmod ] || continue # builtin: nothing to load
 		name=$(basename "$path")
 		name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
@@ -124,14 +125,13 @@ for opt in MEMCG_V1:memory CPUSETS_V1:cpuset; do
 		nov1=${nov1:+$nov1,}${opt#*:}
 	fi
 done
-case " $layouts " in *" systemd "*)
-	if [ -d "/lib/modules/$kver" ]; then
-		modules_cpio "$kver" "$work/modules-$kver.gz"
-		cat "$work/initrd" "$work/modules-$kver.gz" > "$work/initrd-$kver"
-		initrd=$work/initrd-$kver
-	fi
-	;;
-esac
+# Every layout loads fuse (--proc-view), a module in Debian's kernels;
+# the systemd layout also 9p and overlay, to boot the host's root.
+if [ -d "/lib/modules/$kver" ] && command -v modprobe >/dev/null; then
+	modules_cpio "$kver" "$work/modules-$kver.gz"
+	cat "$work/initrd" "$work/modules-$kver.gz" > "$work/initrd-$kver"
+	initrd=$work/initrd-$kver
+fi
 for layout in $layouts; do
 	boots=$((boots + 1))
 	# loglevel=5 keeps the boot quiet but shows a soft lockup's trace;
