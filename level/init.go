@@ -20,5 +20,7 @@ func Init() {
 		os.Exit(watchMain(os.Args[1:]))
 	case isProcView():
 		os.Exit(procViewMain(os.Args[1:]))
+	case isProcViewServer():
+		os.Exit(procViewServerMain(os.Args[1:]))
 	}
 }

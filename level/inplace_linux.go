@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/nsexec"
+	"github.com/cl-unshare/cl-unshare/procview"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,9 +28,6 @@ func ExecInPlace(cfg Config) (err error) {
 	}
 	if cfg.PID {
 		return fieldErr("ExecInPlace", "cannot be combined with Config.PID: CMD keeps its PID, so it cannot be PID 1 of a new PID namespace (drop ExecInPlace to run it under a supervisor)")
-	}
-	if cfg.ProcView {
-		return fieldErr("ExecInPlace", "cannot be combined with Config.ProcView yet: its server would outlive the exec with nothing to take the view away if it died")
 	}
 	if len(cfg.Persist) > 0 {
 		return fieldErr("ExecInPlace", "cannot be combined with Config.Persist: once CMD runs, nothing of cl-unshare is left to keep its namespaces or to remove them")
@@ -51,6 +49,12 @@ func ExecInPlace(cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	if cfg.ProcView {
+		// Its watcher and server outlive the exec: they are not ours.
+		if err := l.startProcView(); err != nil {
+			return err
+		}
+	}
 	return execInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,
 		Layout: layout, Argv: cfg.Argv, ReadyFD: cfg.ReadyFD, Leaf: l.state.Leaf,
 		Unshare: nsFlags(cfg), Hostname: cfg.Hostname, Domainname: cfg.Domainname, Loopback: cfg.Net,
@@ -66,6 +70,9 @@ func ExecInPlace(cfg Config) (err error) {
 func execInPlace(c *nsexec.Config, l *Level) error {
 	c.Mode = nsexec.ModeInPlace
 	c.RunDirFD, c.MirrorFD, c.TemplateFD = int(l.clones.run.Fd()), int(l.clones.mirror.Fd()), int(l.template.ns.Fd())
+	for i, f := range l.clones.view {
+		c.ProcViewFiles = append(c.ProcViewFiles, nsexec.ViewFile{FD: int(f.Fd()), Target: procview.Files[i].Target})
+	}
 	fd, err := unix.MemfdCreate("cl-unshare-config", 0)
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
@@ -78,7 +85,11 @@ func execInPlace(c *nsexec.Config, l *Level) error {
 	if _, err := f.Seek(0, 0); err != nil {
 		return err
 	}
-	for _, x := range []int{fd, c.RunDirFD, c.MirrorFD, c.TemplateFD} {
+	keep := []int{fd, c.RunDirFD, c.MirrorFD, c.TemplateFD}
+	for _, f := range c.ProcViewFiles {
+		keep = append(keep, f.FD)
+	}
+	for _, x := range keep {
 		if _, err := unix.FcntlInt(uintptr(x), unix.F_SETFD, 0); err != nil {
 			return fmt.Errorf("keep fd %d across exec: %w", x, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -21,10 +22,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// procViewMarker is argv[0] of a level's view server (Config.ProcView).
-const procViewMarker = "cl-unshare [proc-view]"
+// procViewMarker is argv[0] of the watcher of a level's view of /proc
+// (Config.ProcView), procViewServerMarker that of its server.
+const (
+	procViewMarker       = "cl-unshare [proc-view]"
+	procViewServerMarker = "cl-unshare [proc-view server]"
+)
 
-func isProcView() bool { return len(os.Args) > 0 && os.Args[0] == procViewMarker }
+func isProcView() bool       { return len(os.Args) > 0 && os.Args[0] == procViewMarker }
+func isProcViewServer() bool { return len(os.Args) > 0 && os.Args[0] == procViewServerMarker }
 
 // checkFUSE says what is missing for Config.ProcView, if anything.
 func checkFUSE() error {
@@ -40,10 +46,13 @@ func checkFUSE() error {
 	return nil
 }
 
-// startProcView starts the level's view server, a process of its own
-// outside the level that mounts the view at LevelDir/procview, and keeps
-// a detached clone of each of its files to attach in the level. When the server dies while the level runs, watchProcView takes
-// the level's binds away, so /proc reads the kernel's own files again.
+// startProcView starts the level's view of /proc: a watcher outside the
+// level, whose child, the server, mounts the view at LevelDir/procview;
+// and keeps a detached clone of each of its files to attach in the level.
+// If the server dies while the level runs, the watcher takes the view's
+// files away in every mount namespace of the level, so that /proc reads
+// the kernel's own files again; neither needs the supervisor, so --exec
+// has a view too.
 func (l *Level) startProcView() error {
 	dir := filepath.Join(l.LevelDir, "procview")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -54,52 +63,28 @@ func (l *Level) startProcView() error {
 	for _, d := range l.cgroups.Dirs {
 		args = append(args, fmt.Sprintf("%d=%s", d.ID, d.Inner))
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("proc view: %w", err)
-	}
-	defer r.Close()
-	srv := reexec(procViewMarker, args...)
-	srv.ExtraFiles = []*os.File{w}
-	// Its own group: Ctrl-C to the supervisor's must not take it first.
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = srv.Start()
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("proc view: start its server: %w", err)
-	}
-	exited := make(chan struct{})
-	l.undo = append(l.undo, func() error {
-		_ = srv.Process.Signal(unix.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = srv.Process.Kill()
-			<-exited
-		}
-		return detach(dir)
+	w, err := startReady(procViewMarker, args, func(c *exec.Cmd) {
+		// Its own session: neither the supervisor's Ctrl-C nor the
+		// terminal of an --exec'd CMD is its.
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	})
-	msg, _ := io.ReadAll(r)
-	if s := strings.TrimSpace(string(msg)); s != "ok" {
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
-		close(exited)
-		if s == "" {
-			s = "its server exited: " + fmt.Sprint(srv.ProcessState)
-		}
-		return fieldErr("Config.ProcView", "%s", s)
+	if w != nil {
+		exited := make(chan struct{})
+		go func() { _ = w.Wait(); close(exited) }()
+		l.undo = append(l.undo, func() error {
+			_ = w.Process.Signal(unix.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = w.Process.Kill()
+				<-exited
+			}
+			return detach(dir)
+		})
 	}
-	go func() {
-		_ = srv.Wait()
-		close(exited)
-		l.mu.Lock()
-		closing := l.closed
-		l.mu.Unlock()
-		if !closing && l.st != nil && l.st.cmd.Process != nil {
-			unbindProcView(l.st.cmd.Process.Pid)
-			_ = detach(dir)
-		}
-	}()
+	if err != nil {
+		return &FieldError{"Config.ProcView", err}
+	}
 	// One clone of each file, made here: a mount can be cloned only in
 	// the namespace it is attached in.
 	for _, f := range procview.Files {
@@ -110,6 +95,34 @@ func (l *Level) startProcView() error {
 		l.clones.view = append(l.clones.view, c)
 	}
 	return nil
+}
+
+// startReady starts this program again in role with args and a pipe at
+// fd 3, on which it says "ok" once it is ready, or why it is not. The
+// process is returned even on failure, to be waited for.
+func startReady(role string, args []string, set func(*exec.Cmd)) (*exec.Cmd, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	c := reexec(role, args...)
+	c.ExtraFiles = []*os.File{w}
+	set(c)
+	err = c.Start()
+	w.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", role, err)
+	}
+	msg, _ := io.ReadAll(r)
+	if s := strings.TrimSpace(string(msg)); s != "ok" {
+		_ = c.Process.Kill()
+		if s == "" {
+			s = role + " exited before it was ready"
+		}
+		return c, errors.New(s)
+	}
+	return c, nil
 }
 
 // attachProcView attaches the clones of the view's files over the
@@ -157,41 +170,120 @@ func inMountNS(pid int, f func() error) error {
 	return <-done
 }
 
-// unbindProcView unmounts every file of a view in the mount namespace of
-// process pid (the level's), from a thread that enters it and is then
-// thrown away.
-func unbindProcView(pid int) {
-	// The host's /proc, opened first: the level's own (with a PID
+// unbindProcView unmounts the view's files (the FUSE file system of
+// device major:minor: a nested level's own view is another) in every
+// mount namespace of the processes in the level's cgroups (roots, one per
+// hierarchy: the first that lists any is walked), each from a thread
+// that enters it and is then thrown away.
+func unbindProcView(roots []string, major, minor uint32) {
+	// The host's /proc, opened first: a level's own (with a PID
 	// namespace) has no thread-self for a thread of ours.
 	proc, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
 	defer unix.Close(proc)
-	_ = inMountNS(pid, func() error {
-		// Opened now, the table is of the namespace entered.
-		fd, err := unix.Openat(proc, "thread-self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
+	seen := map[uint64]bool{}
+	for _, pid := range levelPids(roots) {
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/mnt", pid), &st) != nil || seen[st.Ino] {
+			continue
 		}
-		f := os.NewFile(uintptr(fd), "mountinfo")
-		infos, err := mounts.Parse(f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-		for i := len(infos) - 1; i >= 0; i-- {
-			if infos[i].FSType == procview.FSType {
-				_ = unix.Unmount(infos[i].Mountpoint, unix.MNT_DETACH)
+		seen[st.Ino] = true
+		_ = inMountNS(pid, func() error {
+			// Opened now, the table is of the namespace entered.
+			fd, err := unix.Openat(proc, "thread-self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
 			}
-		}
-		return nil
-	})
+			f := os.NewFile(uintptr(fd), "mountinfo")
+			infos, err := mounts.Parse(f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			for i := len(infos) - 1; i >= 0; i-- {
+				if m := infos[i]; m.FSType == procview.FSType && uint32(m.Major) == major && uint32(m.Minor) == minor {
+					_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+				}
+			}
+			return nil
+		})
+	}
 }
 
-// procViewMain is the view server: it serves until SIGTERM or until the
-// level's cgroups are gone (a level gc collected), then unmounts.
+// levelPids lists the processes in the cgroups below the first of roots
+// that has any.
+func levelPids(roots []string) []int {
+	for _, root := range roots {
+		var pids []int
+		_ = filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				ps, _ := cgroup.Procs(p)
+				pids = append(pids, ps...)
+			}
+			return nil
+		})
+		if len(pids) > 0 {
+			return pids
+		}
+	}
+	return nil
+}
+
+// procViewMain is the view's watcher: it starts the server and waits. On
+// SIGTERM (teardown) it stops the server; if the server dies while the
+// level's cgroups are there, it takes the view's files away from every
+// mount namespace of the level's processes before it goes.
 func procViewMain(args []string) int {
+	ready := os.NewFile(3, "ready")
+	if len(args) < 3 {
+		fmt.Fprintln(ready, "bad arguments")
+		return 1
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	srv, err := startReady(procViewServerMarker, args, func(c *exec.Cmd) {})
+	if err != nil {
+		fmt.Fprintln(ready, err)
+		if srv != nil {
+			_ = srv.Wait()
+		}
+		return 1
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(args[0], &st); err != nil {
+		fmt.Fprintln(ready, err)
+		_ = srv.Process.Kill()
+		return 1
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	exited := make(chan struct{})
+	go func() { _ = srv.Wait(); close(exited) }()
+	select {
+	case <-stop:
+		_ = srv.Process.Signal(unix.SIGTERM)
+		<-exited
+		return 0
+	case <-exited:
+	}
+	var roots []string
+	for _, a := range args[2:] {
+		_, dir, _ := strings.Cut(a, "=")
+		roots = append(roots, dir)
+	}
+	if _, err := os.Stat(roots[0]); err == nil {
+		unbindProcView(roots, unix.Major(st.Dev), unix.Minor(st.Dev))
+		_ = unix.Unmount(args[0], unix.MNT_DETACH)
+	}
+	return 0
+}
+
+// procViewServerMain is the view's server: it serves until SIGTERM or
+// until the level's cgroups are gone (a level gc collected), then
+// unmounts.
+func procViewServerMain(args []string) int {
 	ready := os.NewFile(3, "ready")
 	fail := func(err error) int {
 		fmt.Fprintln(ready, err)

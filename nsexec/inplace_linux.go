@@ -35,6 +35,9 @@ func mainInPlace() {
 	for _, fd := range []int{c.RunDirFD, c.MirrorFD, c.TemplateFD} {
 		unix.CloseOnExec(fd)
 	}
+	for _, f := range c.ProcViewFiles {
+		unix.CloseOnExec(f.FD)
+	}
 	step, err := newLevel(&c)
 	if err == nil {
 		step, err = StepExec, execCommand(nil, &c)

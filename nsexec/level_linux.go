@@ -58,7 +58,15 @@ func newLevel(c *Config) (string, error) {
 		}},
 		{StepRoot, newRoot},
 		{StepProcView, func(c *Config) error {
-			if !c.ProcView {
+			for _, f := range c.ProcViewFiles {
+				// ModeInPlace: no user namespace, nothing is locked.
+				if _, err := os.Stat(f.Target); err != nil {
+					unix.Close(f.FD)
+				} else if err := attach(f.FD, f.Target); err != nil {
+					return err
+				}
+			}
+			if !c.ProcView || len(c.ProcViewFiles) > 0 {
 				return nil
 			}
 			return ask(syncFile, message{Type: msgProcView}, -1)

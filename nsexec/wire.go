@@ -147,6 +147,9 @@ type Config struct {
 	// kernel's files in the stage's mount namespace, asked once the new
 	// root is in place ("proc-view").
 	ProcView bool `json:"proc_view,omitempty"`
+	// ProcViewFiles, in ModeInPlace (which has no launcher to ask): the
+	// stage attaches these clones of the view's files itself.
+	ProcViewFiles []ViewFile `json:"proc_view_files,omitempty"`
 	// Persist: the launcher keeps some of the stage's namespaces on
 	// files, asked once they all exist ("persist").
 	Persist bool `json:"persist,omitempty"`
@@ -159,6 +162,13 @@ type Config struct {
 	RunDirFD   int `json:"run_dir_fd,omitempty"`
 	MirrorFD   int `json:"mirror_fd,omitempty"`
 	TemplateFD int `json:"template_fd,omitempty"`
+}
+
+// ViewFile is a detached clone of a file of a level's view of /proc,
+// open as FD, and the path it covers.
+type ViewFile struct {
+	FD     int    `json:"fd"`
+	Target string `json:"target"`
 }
 
 // HostIDs are a user and group id of the host.

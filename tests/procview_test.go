@@ -197,7 +197,7 @@ func viewServer(t *testing.T, name string) int {
 		}
 		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
 		args := bytes.Split(b, []byte{0})
-		if len(args) > 1 && string(args[0]) == "cl-unshare [proc-view]" && string(args[1]) == filepath.Join(runDir, "levels", name, "procview") {
+		if len(args) > 1 && string(args[0]) == "cl-unshare [proc-view server]" && string(args[1]) == filepath.Join(runDir, "levels", name, "procview") {
 			return pid
 		}
 	}
@@ -254,7 +254,6 @@ func TestProcViewBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"CL_UNSHARE_FAIL_AT=no fuse"}, []string{"--proc-view"}, "--proc-view: this kernel has no FUSE"},
-		{nil, []string{"--proc-view", "--exec"}, "--exec: cannot be combined with --proc-view yet"},
 	} {
 		r := cluEnv(t, c.env, append(c.args, "--", "true")...)
 		if r.code != 125 || !oneLine(r.stderr, c.want) {
@@ -283,5 +282,47 @@ func TestProcViewNewRoot(t *testing.T) {
 				t.Errorf("MemTotal in the new root: exit %d, %q %q; want 65536 kB", r.code, r.stdout, r.stderr)
 			}
 		})
+	}
+}
+
+// --exec has a view too, served by processes that outlive the exec; gc
+// stops them with the level.
+func TestProcViewExecInPlace(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	needFUSE(t)
+	needController(t, "memory")
+	noLeaks(t)
+	name := fmt.Sprintf("pvexec%d", os.Getpid())
+	r := clu(t, "--exec", "--name", name, "--proc-view", "--memory", "96M", "--", "awk", "/^MemTotal/ {print $2}", "/proc/meminfo")
+	t.Cleanup(func() { cmd(t, "gc", name) })
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "98304" {
+		t.Errorf("--exec --proc-view: exit %d, MemTotal %q (%s), want 98304", r.code, r.stdout, r.stderr)
+	}
+	if g := cmd(t, "gc", name); g.code != 0 {
+		t.Errorf("gc: exit %d, %s", g.code, g.stderr)
+	}
+	waitFor(t, "the view's server gone with the level", func() bool { return viewServer(t, name) == 0 })
+}
+
+// Nested levels: one started with --proc-view in a level sees its own
+// limits; one started without it, in a level that has the view, does
+// too, as the outer view is keyed on the reader.
+func TestProcViewNested(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	needFUSE(t)
+	needController(t, "memory")
+	noLeaks(t)
+	mem := "grep MemTotal /proc/meminfo | tr -s \\  | cut -d\\  -f2"
+	for _, c := range []struct {
+		outer, inner []string
+		want         string
+	}{
+		{[]string{"--memory", "128M"}, []string{"--proc-view", "--memory", "64M"}, "outer=" + strconv.Itoa(hostMemTotal(t)) + " inner=65536"},
+		{[]string{"--proc-view", "--memory", "128M"}, []string{"--memory", "64M"}, "outer=131072 inner=65536"},
+	} {
+		r := clu(t, append(c.outer, "--", "sh", "-c", "echo outer=$("+mem+") inner=$("+bin+" "+strings.Join(c.inner, " ")+" -- sh -c \""+mem+"\")")...)
+		if got := strings.TrimSpace(r.stdout); r.code != 0 || got != c.want {
+			t.Errorf("outer %v, inner %v: exit %d, %q (%s), want %q", c.outer, c.inner, r.code, got, r.stderr, c.want)
+		}
 	}
 }
