@@ -44,7 +44,7 @@ integration:
 # on the empty host and then with BENCH_LEVELS levels running.
 BENCH_LEVELS ?= 0,100,500
 bench:
-	$(GO) test -run '^$$' -bench StartLatency -benchtime 100x ./tests
+	$(GO) test -run '^$$' -bench 'StartLatency|ProcViewRead' -benchtime 100x ./tests
 	CL_BENCH_LEVELS=$(BENCH_LEVELS) $(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 30m ./tests
 
 # Churn: STRESS_LEVELS levels, 20 at a time, each ended at a random

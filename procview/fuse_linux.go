@@ -12,14 +12,17 @@ import (
 
 // Files are the view's files: the name each has in the FUSE file system
 // and the path inside the level it is bound over.
-var Files = []struct{ Name, Target string }{
-	{"cpuinfo", "/proc/cpuinfo"},
-	{"stat", "/proc/stat"},
-	{"meminfo", "/proc/meminfo"},
-	{"swaps", "/proc/swaps"},
-	{"uptime", "/proc/uptime"},
-	{"loadavg", "/proc/loadavg"},
-	{"online", "/sys/devices/system/cpu/online"},
+var Files = []struct {
+	Name, Target string
+	need         int // the parts of a View it is rendered from
+}{
+	{"cpuinfo", "/proc/cpuinfo", NeedCPUs},
+	{"stat", "/proc/stat", NeedCPUs | NeedCPUTime},
+	{"meminfo", "/proc/meminfo", NeedMemory},
+	{"swaps", "/proc/swaps", NeedMemory},
+	{"uptime", "/proc/uptime", NeedCPUs | NeedCPUTime},
+	{"loadavg", "/proc/loadavg", NeedTasks},
+	{"online", "/sys/devices/system/cpu/online", NeedCPUs},
 }
 
 // FSType is the view's file system type in mountinfo.
@@ -57,7 +60,7 @@ var _ fs.NodeOnAdder = (*root)(nil)
 
 func (r *root) OnAdd(ctx context.Context) {
 	for _, f := range Files {
-		ch := r.NewPersistentInode(ctx, &file{name: f.Name, src: r.src}, fs.StableAttr{Mode: syscall.S_IFREG})
+		ch := r.NewPersistentInode(ctx, &file{name: f.Name, need: f.need, src: r.src}, fs.StableAttr{Mode: syscall.S_IFREG})
 		r.AddChild(f.Name, ch, false)
 	}
 }
@@ -72,6 +75,7 @@ func (r *root) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 type file struct {
 	fs.Inode
 	name string
+	need int
 	src  *Source
 }
 
@@ -94,7 +98,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if !ok {
 		return nil, 0, syscall.EIO
 	}
-	v, err := f.src.ViewOf(int(caller.Pid), f.name == "loadavg")
+	v, err := f.src.ViewOf(int(caller.Pid), f.need)
 	if err != nil {
 		return nil, 0, syscall.ESRCH // the opener is gone
 	}
@@ -117,7 +121,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // Serve mounts the view at dir and serves it until the returned server
 // is unmounted; it samples the level's load every 5 s meanwhile.
 func Serve(dir string, src *Source) (*fuse.Server, error) {
-	ttl := time.Duration(0)
+	// The names and attributes never change (a size of 0, as /proc's):
+	// the kernel may keep them, and spare a lookup on every open.
+	ttl := time.Hour
 	srv, err := fs.Mount(dir, &root{src: src}, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "cl-unshare", Name: "clu-procview", AllowOther: true, DirectMount: true, DirectMountStrict: true,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Source computes each reader's View from the cgroup tree, as this
@@ -19,27 +20,72 @@ import (
 type Source struct {
 	hs      []cgroup.Hierarchy
 	started time.Time
-	root    map[int]string // hierarchy ID -> the level's cgroup there, for its load
+	// hostMem and hostSwap are the machine's, read once.
+	hostMem, hostSwap uint64
+	root              map[int]string // hierarchy ID -> the level's cgroup there, for its load
 
-	mu   sync.Mutex
-	load [3]float64
+	mu    sync.Mutex
+	load  [3]float64
+	cache map[string]cached // limits up the tree, by the reader's cgroups
+}
+
+// cached are the limits of a cgroup and its ancestors, as read at a time:
+// limits change seldom, and reading them is most of what a read of the
+// view costs, so they are read again only after limitTTL. Use is read on
+// every read.
+type cached struct {
+	at              time.Time
+	cpus            []int
+	memMax, swapMax uint64
+}
+
+// limitTTL is how long a change of a limit may take to show in the view.
+const limitTTL = time.Second
+
+// limitsOf returns the cached limits for key, or reads them with get.
+func (s *Source) limitsOf(key string, get func() cached) cached {
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < limitTTL {
+		return c
+	}
+	c = get()
+	c.at = time.Now()
+	s.mu.Lock()
+	if s.cache == nil || len(s.cache) > 4096 {
+		s.cache = map[string]cached{} // readers come and go: start afresh
+	}
+	s.cache[key] = c
+	s.mu.Unlock()
+	return c
 }
 
 // NewSource serves the level whose cgroups root has (hierarchy ID ->
 // directory), started at started.
 func NewSource(hs []cgroup.Hierarchy, root map[int]string, started time.Time) *Source {
-	return &Source{hs: hs, root: root, started: started}
+	s := &Source{hs: hs, root: root, started: started}
+	s.hostMem, s.hostSwap = hostMemory()
+	return s
 }
 
+// Parts of a View, which each file needs some of: reading cgroup files is
+// most of what a read of the view costs.
+const (
+	NeedCPUs = 1 << iota
+	NeedMemory
+	NeedCPUTime
+	NeedTasks
+)
+
 // ViewOf is the view of process pid: its cgroups, and their ancestors'.
-// The level's task counts, a walk of its cgroups, are only filled in with
-// tasks.
-func (s *Source) ViewOf(pid int, tasks bool) (*View, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return nil, err
+// Only the parts in need are filled in.
+func (s *Source) ViewOf(pid int, need int) (*View, error) {
+	text := read(fmt.Sprintf("/proc/%d", pid), "cgroup")
+	if text == "" {
+		return nil, fmt.Errorf("process %d is gone", pid)
 	}
-	ms, err := cgroup.ParseProcCgroup(bytes.NewReader(b))
+	ms, err := cgroup.ParseProcCgroup(strings.NewReader(text))
 	if err != nil {
 		return nil, err
 	}
@@ -59,13 +105,20 @@ func (s *Source) ViewOf(pid int, tasks bool) (*View, error) {
 		}
 	}
 	v := &View{Uptime: time.Since(s.started)}
-	v.CPUs = s.cpus(dirs)
-	s.memory(dirs, v)
-	s.cpuTime(dirs, v)
-	s.mu.Lock()
-	v.Load = s.load
-	s.mu.Unlock()
-	if tasks {
+	if need&NeedCPUs != 0 {
+		key := "cpus:" + dirs["cpuset"].dir + "|" + dirs["cpu"].dir + "|" + dirs["cgroup2"].dir
+		v.CPUs = s.limitsOf(key, func() cached { return cached{cpus: s.cpus(dirs)} }).cpus
+	}
+	if need&NeedMemory != 0 {
+		s.memory(dirs, v)
+	}
+	if need&NeedCPUTime != 0 {
+		s.cpuTime(dirs, v)
+	}
+	if need&NeedTasks != 0 {
+		s.mu.Lock()
+		v.Load = s.load
+		s.mu.Unlock()
 		v.Running, v.Tasks = s.tasks()
 	}
 	return v, nil
@@ -94,9 +147,24 @@ func up(dir, top string, f func(dir string) bool) {
 	}
 }
 
+// read returns a small file's text, trimmed: open, one read, close (the
+// syscalls are what a read of the view costs; os.ReadFile makes five).
 func read(dir, file string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, file))
-	return strings.TrimSpace(string(b))
+	fd, err := unix.Open(dir+"/"+file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 16<<10)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return ""
+	}
+	if n == len(buf) { // larger than a cgroup file: the rest too
+		b, _ := os.ReadFile(dir + "/" + file)
+		return strings.TrimSpace(string(b))
+	}
+	return strings.TrimSpace(string(buf[:n]))
 }
 
 // cpus are the reader's CPUs: its effective cpuset, cut to its CPU quota
@@ -143,8 +211,7 @@ func (s *Source) cpus(dirs map[string]struct{ dir, top string }) []int {
 
 // memory fills in the reader's memory and swap limits and use.
 func (s *Source) memory(dirs map[string]struct{ dir, top string }, v *View) {
-	hostMem, hostSwap := hostMemory()
-	v.MemTotal, v.SwapTotal = hostMem, hostSwap
+	v.MemTotal, v.SwapTotal = s.hostMem, s.hostSwap
 	dir, top, v2 := at(dirs, "memory")
 	if dir == "" {
 		return
@@ -153,44 +220,45 @@ func (s *Source) memory(dirs map[string]struct{ dir, top string }, v *View) {
 		n, err := strconv.ParseUint(s, 10, 64)
 		return n, err == nil
 	}
-	stat := func(key string) uint64 {
-		for _, l := range strings.Split(read(dir, "memory.stat"), "\n") {
-			if k, val, ok := strings.Cut(l, " "); ok && k == key {
-				n, _ := num(val)
-				return n
-			}
+	stats := map[string]uint64{}
+	for _, l := range strings.Split(read(dir, "memory.stat"), "\n") {
+		if k, val, ok := strings.Cut(l, " "); ok {
+			stats[k], _ = num(val)
 		}
-		return 0
 	}
 	if v2 {
-		up(dir, top, func(d string) bool {
-			if n, ok := num(read(d, "memory.max")); ok {
-				v.MemTotal = min(v.MemTotal, n)
-			}
-			if n, ok := num(read(d, "memory.swap.max")); ok {
-				v.SwapTotal = min(v.SwapTotal, n)
-			}
-			return true
+		lim := s.limitsOf("mem:"+dir, func() cached {
+			c := cached{memMax: ^uint64(0), swapMax: ^uint64(0)}
+			up(dir, top, func(d string) bool {
+				if n, ok := num(read(d, "memory.max")); ok {
+					c.memMax = min(c.memMax, n)
+				}
+				if n, ok := num(read(d, "memory.swap.max")); ok {
+					c.swapMax = min(c.swapMax, n)
+				}
+				return true
+			})
+			return c
 		})
+		v.MemTotal, v.SwapTotal = min(v.MemTotal, lim.memMax), min(v.SwapTotal, lim.swapMax)
 		v.MemUsed, _ = num(read(dir, "memory.current"))
 		v.SwapUsed, _ = num(read(dir, "memory.swap.current"))
-		v.MemCache = stat("file")
-		v.Shmem, v.SlabReclaimable, v.SlabUnreclaimable = stat("shmem"), stat("slab_reclaimable"), stat("slab_unreclaimable")
+		v.MemCache = stats["file"]
+		v.Shmem, v.SlabReclaimable, v.SlabUnreclaimable = stats["shmem"], stats["slab_reclaimable"], stats["slab_unreclaimable"]
 		return
 	}
 	// v1 keeps the smallest limit of the cgroup and its ancestors for us.
-	if n := stat("hierarchical_memory_limit"); n > 0 {
+	if n := stats["hierarchical_memory_limit"]; n > 0 {
 		v.MemTotal = min(v.MemTotal, n)
 	}
-	if n := stat("hierarchical_memsw_limit"); n > 0 && n > v.MemTotal {
+	if n := stats["hierarchical_memsw_limit"]; n > 0 && n > v.MemTotal {
 		v.SwapTotal = min(v.SwapTotal, n-v.MemTotal)
 	}
 	v.MemUsed, _ = num(read(dir, "memory.usage_in_bytes"))
 	if sw, ok := num(read(dir, "memory.memsw.usage_in_bytes")); ok && sw > v.MemUsed {
 		v.SwapUsed = sw - v.MemUsed
 	}
-	v.MemCache = stat("total_cache")
-	v.Shmem = stat("total_shmem")
+	v.MemCache, v.Shmem = stats["total_cache"], stats["total_shmem"]
 }
 
 // cpuTime fills in the reader's cgroup's user and system CPU time.

@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,13 +30,15 @@ func BenchmarkStartLatency(b *testing.B) {
 		"exec":         {bin, "--exec", "--cgroup-parent", testParent, "--", "/bin/true"},
 		"pid":          {bin, "--pid", "--mount-proc", "--cgroup-parent", testParent, "--", "/bin/true"},
 		"user":         {bin, "--user", "--cgroup-parent", testParent, "--", "/bin/true"},
+		"proc-view":    {bin, "--proc-view", "--cgroup-parent", testParent, "--", "/bin/true"},
 		"unshare":      {unshare, "--mount", "--cgroup", "--fork", "/bin/true"},
 		"unshare-pid":  {unshare, "--mount", "--cgroup", "--fork", "--pid", "--mount-proc", "/bin/true"},
 		"unshare-user": {unshare, "--mount", "--cgroup", "--fork", "--user", "--map-root-user", "/bin/true"},
 	}
-	order := []string{"cl-unshare", "exec", "pid", "user", "unshare", "unshare-pid", "unshare-user"}
-	// What each is measured against: unshare doing the same.
-	against := map[string]string{"cl-unshare": "unshare", "exec": "unshare", "pid": "unshare-pid", "user": "unshare-user"}
+	order := []string{"cl-unshare", "exec", "pid", "user", "proc-view", "unshare", "unshare-pid", "unshare-user"}
+	// What each is measured against: unshare doing the same (--proc-view,
+	// which unshare has not: cl-unshare without it).
+	against := map[string]string{"cl-unshare": "unshare", "exec": "unshare", "pid": "unshare-pid", "user": "unshare-user", "proc-view": "cl-unshare"}
 	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -67,4 +71,50 @@ func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// BenchmarkProcViewRead times one read of /proc/meminfo and of
+// /proc/cpuinfo (open, read to the end, close) in a level with
+// --proc-view and on the host, in the same run, and reports the medians
+// and what the view adds to each read.
+func BenchmarkProcViewRead(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	const reads = "2000"
+	for _, file := range []string{"meminfo", "cpuinfo"} {
+		var host, view time.Duration
+		for i := 0; i < b.N; i++ {
+			h := exec.Command(self, "/proc/"+file, reads)
+			h.Env = append(os.Environ(), "CLU_HELPER=readloop")
+			out, err := h.Output()
+			if err != nil {
+				b.Fatalf("host: %v", err)
+			}
+			host += parseNanos(b, out)
+			v := exec.Command(bin, "--proc-view", "--memory", "256M", "--cgroup-parent", testParent, "--", self, "/proc/"+file, reads)
+			v.Env = append(os.Environ(), "CLU_HELPER=readloop")
+			if out, err = v.Output(); err != nil {
+				b.Fatalf("view: %v", err)
+			}
+			view += parseNanos(b, out)
+		}
+		host, view = host/time.Duration(b.N), view/time.Duration(b.N)
+		b.ReportMetric(float64(host.Microseconds()), file+"-host-us")
+		b.ReportMetric(float64(view.Microseconds()), file+"-view-us")
+		b.ReportMetric(float64((view - host).Microseconds()), file+"-extra-us")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+func parseNanos(b *testing.B, out []byte) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		b.Fatalf("readloop said %q", out)
+	}
+	return time.Duration(n)
 }

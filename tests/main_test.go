@@ -171,6 +171,19 @@ func helper(name string, args []string) int {
 			return 1
 		}
 		return 0
+	case "readloop": // readloop FILE N: the median time of N reads of FILE (open, read all, close), in ns
+		n, _ := strconv.Atoi(args[1])
+		ds := make([]time.Duration, 0, n)
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if _, err := os.ReadFile(args[0]); err != nil {
+				fmt.Println(err)
+				return 1
+			}
+			ds = append(ds, time.Since(t0))
+		}
+		fmt.Println(int64(median(ds)))
+		return 0
 	case "clocks": // clocks: CLOCK_MONOTONIC and CLOCK_BOOTTIME, in whole seconds
 		var m, b unix.Timespec
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
