@@ -39,6 +39,10 @@ func checkFUSE() error {
 		return errors.New("this kernel has no FUSE (load it: modprobe fuse)")
 	}
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err == nil && failpoint.At("no /dev/fuse") != nil {
+		unix.Close(fd)
+		err = unix.ENOENT
+	}
 	if err != nil {
 		return fmt.Errorf("/dev/fuse: %v (the view is served through FUSE)", unwrapPath(err))
 	}

@@ -184,6 +184,9 @@ func helper(name string, args []string) int {
 		}
 		fmt.Println(int64(median(ds)))
 		return 0
+	case "numcpu": // numcpu: runtime.NumCPU() and GOMAXPROCS
+		fmt.Println(runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		return 0
 	case "clocks": // clocks: CLOCK_MONOTONIC and CLOCK_BOOTTIME, in whole seconds
 		var m, b unix.Timespec
 		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)

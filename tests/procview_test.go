@@ -52,12 +52,18 @@ var probes = []struct{ name, cmd string }{
 	{"top", "top -bn1 | grep -i 'mem' | head -1"},
 	{"uptime", "cut -d. -f1 /proc/uptime"},
 	{"nproc", "nproc"},
+	// Go's runtime.NumCPU follows the affinity mask, GOMAXPROCS (Go 1.25)
+	// the quota too: neither reads /proc, both are as the kernel says.
+	{"gonumcpu", "CLU_HELPER=numcpu $CLU_SELF"},
 }
 
 func probeScript() string {
 	var lines []string
 	for _, p := range probes {
 		word := strings.Fields(p.cmd)[0]
+		if p.name == "gonumcpu" {
+			word = "$CLU_SELF"
+		}
 		check := "command -v " + word + " >/dev/null"
 		if p.name == "free" {
 			check = "free -V >/dev/null 2>&1"
@@ -90,12 +96,13 @@ func TestProcView(t *testing.T) {
 		cases = append(cases, struct {
 			args []string
 			want map[string]string
-		}{[]string{"--proc-view", "--cpuset-cpus", "1"}, map[string]string{"cpuinfo": "1", "online": "0", "getconf": "1", "nproc": "1", "python": "1"}})
+		}{[]string{"--proc-view", "--cpuset-cpus", "1"}, map[string]string{"cpuinfo": "1", "online": "0", "getconf": "1", "nproc": "1", "python": "1", "gonumcpu": "1 1"}})
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
 			noLeaks(t)
-			r := clu(t, append(c.args, "--", "sh", "-c", probeScript())...)
+			_, self := openDir(t)
+			r := clu(t, append(c.args, "--", "sh", "-c", "CLU_SELF="+self+"\n"+probeScript())...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
@@ -253,7 +260,8 @@ func TestProcViewBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"CL_UNSHARE_FAIL_AT=no fuse"}, []string{"--proc-view"}, "--proc-view: this kernel has no FUSE"},
+		{[]string{"CL_UNSHARE_FAIL_AT=no fuse"}, []string{"--proc-view"}, "--proc-view: this kernel has no FUSE (load it: modprobe fuse)"},
+		{[]string{"CL_UNSHARE_FAIL_AT=no /dev/fuse"}, []string{"--proc-view"}, "--proc-view: /dev/fuse: no such file or directory"},
 	} {
 		r := cluEnv(t, c.env, append(c.args, "--", "true")...)
 		if r.code != 125 || !oneLine(r.stderr, c.want) {
