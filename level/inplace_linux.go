@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/nsexec"
 	"github.com/cl-unshare/cl-unshare/procview"
 	"golang.org/x/sys/unix"
@@ -51,8 +52,19 @@ func ExecInPlace(cfg Config) (err error) {
 	}
 	if cfg.ProcView {
 		// Its watcher and server outlive the exec: they are not ours.
+		// They started in the level's cgroups, where this process is; on
+		// cgroup v2 they go to the leaf, as its root may hold none (it
+		// hands its controllers down), and the level's limits and kill
+		// cover them: with no supervisor, they are the level's.
 		if err := l.startProcView(); err != nil {
 			return err
+		}
+		if v2 := l.cgroups.V2(); v2 != nil && v2.Leaf != "" {
+			for _, pid := range l.viewPids {
+				if err := cgroup.WriteFile(v2.Leaf, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+					return fmt.Errorf("proc view: %w", err)
+				}
+			}
 		}
 	}
 	return execInPlace(&nsexec.Config{Name: cfg.Name, RunDir: cfg.RunDir, LevelDir: l.LevelDir,

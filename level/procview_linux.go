@@ -67,7 +67,7 @@ func (l *Level) startProcView() error {
 	for _, d := range l.cgroups.Dirs {
 		args = append(args, fmt.Sprintf("%d=%s", d.ID, d.Inner))
 	}
-	w, err := startReady(procViewMarker, args, func(c *exec.Cmd) {
+	w, msg, err := startReady(procViewMarker, args, func(c *exec.Cmd) {
 		// Its own session: neither the supervisor's Ctrl-C nor the
 		// terminal of an --exec'd CMD is its.
 		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -89,6 +89,12 @@ func (l *Level) startProcView() error {
 	if err != nil {
 		return &FieldError{"Config.ProcView", err}
 	}
+	l.viewPids = []int{w.Process.Pid}
+	if f := strings.Fields(msg); len(f) == 2 {
+		if pid, err := strconv.Atoi(f[1]); err == nil {
+			l.viewPids = append(l.viewPids, pid)
+		}
+	}
 	// One clone of each file, made here: a mount can be cloned only in
 	// the namespace it is attached in.
 	for _, f := range procview.Files {
@@ -104,10 +110,10 @@ func (l *Level) startProcView() error {
 // startReady starts this program again in role with args and a pipe at
 // fd 3, on which it says "ok" once it is ready, or why it is not. The
 // process is returned even on failure, to be waited for.
-func startReady(role string, args []string, set func(*exec.Cmd)) (*exec.Cmd, error) {
+func startReady(role string, args []string, set func(*exec.Cmd)) (*exec.Cmd, string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer r.Close()
 	c := reexec(role, args...)
@@ -116,17 +122,18 @@ func startReady(role string, args []string, set func(*exec.Cmd)) (*exec.Cmd, err
 	err = c.Start()
 	w.Close()
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", role, err)
+		return nil, "", fmt.Errorf("start %s: %w", role, err)
 	}
 	msg, _ := io.ReadAll(r)
-	if s := strings.TrimSpace(string(msg)); s != "ok" {
+	s := strings.TrimSpace(string(msg))
+	if s != "ok" && !strings.HasPrefix(s, "ok ") {
 		_ = c.Process.Kill()
 		if s == "" {
 			s = role + " exited before it was ready"
 		}
-		return c, errors.New(s)
+		return c, "", errors.New(s)
 	}
-	return c, nil
+	return c, s, nil
 }
 
 // attachProcView attaches the clones of the view's files over the
@@ -247,7 +254,7 @@ func procViewMain(args []string) int {
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	srv, err := startReady(procViewServerMarker, args, func(c *exec.Cmd) {})
+	srv, _, err := startReady(procViewServerMarker, args, func(c *exec.Cmd) {})
 	if err != nil {
 		fmt.Fprintln(ready, err)
 		if srv != nil {
@@ -261,7 +268,7 @@ func procViewMain(args []string) int {
 		_ = srv.Process.Kill()
 		return 1
 	}
-	fmt.Fprintln(ready, "ok")
+	fmt.Fprintln(ready, "ok", srv.Process.Pid)
 	ready.Close()
 	exited := make(chan struct{})
 	go func() { _ = srv.Wait(); close(exited) }()

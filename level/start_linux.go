@@ -67,6 +67,8 @@ type Level struct {
 	template *template
 	clones   clones
 	undo     []func() error
+	// viewPids are the view's watcher and server (Config.ProcView).
+	viewPids []int
 }
 
 // Start validates cfg, builds the level and starts its command. When it

@@ -85,9 +85,20 @@ var (
 	_ fs.NodeGetattrer = (*file)(nil)
 )
 
-func (f *file) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+// Getattr gives the size of the file as the caller would read it now, as
+// lxcfs gives the host's: splice and sendfile (busybox cat) read a FUSE
+// file through the page cache, up to its size, even with direct I/O.
+func (f *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFREG | 0o444
-	out.Size = 0 // as /proc's: read to the end
+	if h, ok := fh.(*handle); ok {
+		out.Size = uint64(len(h.data))
+		return 0
+	}
+	if caller, ok := fuse.FromContext(ctx); ok {
+		if v, err := f.src.ViewOf(int(caller.Pid), f.need); err == nil {
+			out.Size = uint64(len(render(f.name, v)))
+		}
+	}
 	return 0
 }
 
@@ -129,9 +140,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // Serve mounts the view at dir and serves it until the returned server
 // is unmounted; it samples the level's load every 5 s meanwhile.
 func Serve(dir string, src *Source) (*fuse.Server, error) {
-	// The names and attributes never change (a size of 0, as /proc's):
-	// the kernel may keep them, and spare a lookup on every open.
-	ttl := time.Hour
+	// The names never change: the kernel may keep them, and spare a
+	// lookup on every open. The sizes are the reader's: never kept.
+	ttl, noTTL := time.Hour, time.Duration(0)
 	srv, err := fs.Mount(dir, &root{src: src}, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "cl-unshare", Name: "clu-procview", AllowOther: true, DirectMount: true, DirectMountStrict: true,
@@ -140,7 +151,7 @@ func Serve(dir string, src *Source) (*fuse.Server, error) {
 			// next fstat cost a GETATTR round trip.
 			DirectMountFlags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_RDONLY,
 		},
-		EntryTimeout: &ttl, AttrTimeout: &ttl,
+		EntryTimeout: &ttl, AttrTimeout: &noTTL,
 	})
 	if err != nil {
 		return nil, err
