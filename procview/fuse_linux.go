@@ -3,6 +3,7 @@ package procview
 import (
 	"context"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,6 +79,44 @@ type file struct {
 	name string
 	need int
 	src  *Source
+
+	mu   sync.Mutex
+	last map[uint32]rendered // by reader PID: what it was last given
+}
+
+// rendered is a file's content as rendered for a reader, and when.
+type rendered struct {
+	data []byte
+	at   time.Time
+}
+
+// fresh is how long a reader's rendering serves its next request: an
+// open and the fstat that sizes the read (before or after) must agree, or
+// sendfile, which reads up to the size, would cut the text short. It also
+// spares the second rendering.
+const fresh = 100 * time.Millisecond
+
+// content is the file as the caller sees it: rendered again unless it was
+// rendered for the same process within fresh.
+func (f *file) content(pid uint32) ([]byte, error) {
+	f.mu.Lock()
+	r, ok := f.last[pid]
+	f.mu.Unlock()
+	if ok && time.Since(r.at) < fresh {
+		return r.data, nil
+	}
+	v, err := f.src.ViewOf(int(pid), f.need)
+	if err != nil {
+		return nil, err
+	}
+	r = rendered{data: []byte(render(f.name, v)), at: time.Now()}
+	f.mu.Lock()
+	if f.last == nil || len(f.last) > 1024 {
+		f.last = map[uint32]rendered{} // readers come and go: start afresh
+	}
+	f.last[pid] = r
+	f.mu.Unlock()
+	return r.data, nil
 }
 
 var (
@@ -95,8 +134,8 @@ func (f *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 		return 0
 	}
 	if caller, ok := fuse.FromContext(ctx); ok {
-		if v, err := f.src.ViewOf(int(caller.Pid), f.need); err == nil {
-			out.Size = uint64(len(render(f.name, v)))
+		if data, err := f.content(caller.Pid); err == nil {
+			out.Size = uint64(len(data))
 		}
 	}
 	return 0
@@ -110,12 +149,12 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if !ok {
 		return nil, 0, syscall.EIO
 	}
-	v, err := f.src.ViewOf(int(caller.Pid), f.need)
+	data, err := f.content(caller.Pid)
 	if err != nil {
 		return nil, 0, syscall.ESRCH // the opener is gone
 	}
-	// Direct I/O: nothing cached, every open sees its own reader's view.
-	return &handle{data: []byte(render(f.name, v))}, fuse.FOPEN_DIRECT_IO, 0
+	// Direct I/O: no page cache between readers; each sees its own view.
+	return &handle{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 type handle struct{ data []byte }

@@ -171,10 +171,15 @@ func helper(name string, args []string) int {
 			return 1
 		}
 		return 0
-	case "readloop": // readloop FILE N: the median time of N reads of FILE (open, read all, close), in ns
+	case "readloop": // readloop FILE N [GAP]: the median time of N reads of FILE (open, read all, close), GAP apart, in ns
 		n, _ := strconv.Atoi(args[1])
+		var gap time.Duration
+		if len(args) > 2 {
+			gap, _ = time.ParseDuration(args[2])
+		}
 		ds := make([]time.Duration, 0, n)
 		for i := 0; i < n; i++ {
+			time.Sleep(gap)
 			t0 := time.Now()
 			if _, err := os.ReadFile(args[0]); err != nil {
 				fmt.Println(err)
