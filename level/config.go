@@ -355,20 +355,13 @@ func (c *Config) validatePersist() error {
 		case errors.Is(err, os.ErrNotExist):
 		case err != nil:
 			return fieldErr(field, "%s: %v", abs, unwrapPath(err))
-		case isMountPoint(abs):
+		case mounted(abs):
 			return fieldErr(field, "%s is a mount point already (unmount it, or use another file)", abs)
 		case !st.Mode().IsRegular():
 			return fieldErr(field, "%s is not a regular file (a namespace is kept on a file)", abs)
 		}
 	}
 	return nil
-}
-
-// isMountPoint reports whether something is mounted on path.
-func isMountPoint(path string) bool {
-	var sx unix.Statx_t
-	err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &sx)
-	return err == nil && sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
 }
 
 // validateRoot checks the propagation mode and that the new root and

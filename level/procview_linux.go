@@ -215,7 +215,8 @@ func unbindProcView(roots []string, major, minor uint32) {
 			}
 			for i := len(infos) - 1; i >= 0; i-- {
 				if m := infos[i]; m.FSType == procview.FSType && uint32(m.Major) == major && uint32(m.Minor) == minor {
-					_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+					// A path of the level's namespace: never followed.
+					_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 				}
 			}
 			return nil

@@ -46,12 +46,15 @@ type State struct {
 
 // PersistedNS is a namespace kept by a bind mount on Path: its kind, its
 // inode (what makes the mount the level's, checked before unmounting),
-// and whether cl-unshare made the file, to remove it after.
+// the inode and change time of the file under it, and whether cl-unshare
+// made the file, to remove it after (only if it is still that file).
 type PersistedNS struct {
-	Kind    string `json:"kind"`
-	Path    string `json:"path"`
-	Inode   uint64 `json:"inode"`
-	Created bool   `json:"created,omitempty"`
+	Kind      string `json:"kind"`
+	Path      string `json:"path"`
+	Inode     uint64 `json:"inode"`
+	FileInode uint64 `json:"file_inode,omitempty"`
+	FileCtime int64  `json:"file_ctime,omitempty"`
+	Created   bool   `json:"created,omitempty"`
 }
 
 // ExitStatus is how a level's command ended, as the exit event says it.

@@ -113,6 +113,7 @@ func hopIntoTime(c *Config) error {
 		}
 	}
 	pid, err := forkIntoTime(JoinTimeNSFD, "/proc/self/exe", []string{Marker, TimeHopArg, strconv.Itoa(mfd)}, os.Environ())
+	unix.Close(mfd) // the child has its own copy
 	if err != nil {
 		for _, fd := range passed {
 			unix.CloseOnExec(fd)

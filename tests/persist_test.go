@@ -82,23 +82,37 @@ func TestPersist(t *testing.T) {
 }
 
 // A level whose supervisor was killed keeps its namespaces until gc,
-// which unmounts them.
+// which unmounts them, and removes only the files it made that are still
+// there.
 func TestPersistGC(t *testing.T) {
 	requires(t, "root", "cgroupns")
 	noLeaks(t)
-	f := filepath.Join(t.TempDir(), "net")
-	orphan := start(t, nil, "--net="+f, "--", "sleep", "600")
+	dir := t.TempDir()
+	f, g := filepath.Join(dir, "net"), filepath.Join(dir, "uts")
+	orphan := start(t, nil, "--net="+f, "--uts="+g, "--", "sleep", "600")
 	waitFor(t, "the level listed", func() bool { i := findInfo(listJSON(t), orphan.name); return i != nil && i.CmdPID != 0 })
 	orphan.cmd.Process.Kill()
 	<-orphan.done
-	if !mountedOn(t, f) {
-		t.Fatalf("the network namespace is not kept on %s", f)
+	if !mountedOn(t, f) || !mountedOn(t, g) {
+		t.Fatalf("the namespaces are not kept on %s and %s", f, g)
+	}
+	// Meanwhile someone unmounts g and puts a file of their own there:
+	// gc must leave it, as it is not the file cl-unshare made.
+	if err := unix.Unmount(g, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(g)
+	if err := os.WriteFile(g, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if r := cmd(t, "gc"); r.code != 0 || !strings.Contains(r.stdout, "removed level "+orphan.name) {
 		t.Fatalf("gc: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
 	if _, err := os.Stat(f); err == nil || mountedOn(t, f) {
 		t.Errorf("gc left %s (mounted: %v)", f, mountedOn(t, f))
+	}
+	if b, err := os.ReadFile(g); err != nil || string(b) != "mine" {
+		t.Errorf("gc removed or changed %s, a file it did not make: %q, %v", g, b, err)
 	}
 }
 
