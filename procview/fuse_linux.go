@@ -2,7 +2,6 @@ package procview
 
 import (
 	"context"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -33,7 +32,7 @@ const FSType = "fuse.clu-procview"
 // render makes file name for view v, from the host's file where it needs
 // one.
 func render(name string, v *View) string {
-	host := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	host := func(p string) string { return readAll(p) }
 	switch name {
 	case "cpuinfo":
 		return CPUInfo(host("/proc/cpuinfo"), v)

@@ -106,36 +106,73 @@ func Meminfo(host string, v *View) string {
 	if v.SwapUsed < v.SwapTotal {
 		swapFree = v.SwapTotal - v.SwapUsed
 	}
-	set := map[string]uint64{
-		"MemTotal": kb(v.MemTotal), "MemFree": kb(free), "MemAvailable": kb(avail),
-		"Cached": kb(v.MemCache), "Buffers": 0, "SwapTotal": kb(v.SwapTotal), "SwapFree": kb(swapFree),
-		"SwapCached": 0, "Shmem": kb(v.Shmem), "SReclaimable": kb(v.SlabReclaimable),
-		"SUnreclaim": kb(v.SlabUnreclaimable), "Slab": kb(v.SlabReclaimable + v.SlabUnreclaimable),
+	// The lines the view sets; the others are the host's, capped.
+	set := func(k string) (uint64, bool) {
+		switch k {
+		case "MemTotal":
+			return kb(v.MemTotal), true
+		case "MemFree":
+			return kb(free), true
+		case "MemAvailable":
+			return kb(avail), true
+		case "Cached":
+			return kb(v.MemCache), true
+		case "Buffers", "SwapCached":
+			return 0, true
+		case "SwapTotal":
+			return kb(v.SwapTotal), true
+		case "SwapFree":
+			return kb(swapFree), true
+		case "Shmem":
+			return kb(v.Shmem), true
+		case "SReclaimable":
+			return kb(v.SlabReclaimable), true
+		case "SUnreclaim":
+			return kb(v.SlabUnreclaimable), true
+		case "Slab":
+			return kb(v.SlabReclaimable + v.SlabUnreclaimable), true
+		}
+		return 0, false
 	}
-	var b strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(host))
-	for sc.Scan() {
-		line := sc.Text()
-		k, rest, ok := strings.Cut(line, ":")
+	// Built by appending, not with fmt: a read of the view renders it
+	// afresh, and this is most of what the rendering costs.
+	b := make([]byte, 0, len(host)+64)
+	for rest := host; rest != ""; {
+		line, after, _ := strings.Cut(rest, "\n")
+		rest = after
+		k, val, ok := strings.Cut(line, ":")
 		if !ok {
-			b.WriteString(line + "\n")
+			b = append(append(b, line...), '\n')
 			continue
 		}
-		f := strings.Fields(rest)
-		n, ok := set[k]
-		if !ok && len(f) == 2 && f[1] == "kB" {
+		n, ok := set(k)
+		if !ok {
 			// The host's own figure, but never above the level's total.
-			if h, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+			num, unit, _ := strings.Cut(strings.TrimSpace(val), " ")
+			if h, err := strconv.ParseUint(num, 10, 64); err == nil && unit == "kB" {
 				n, ok = min(h, kb(v.MemTotal)), true
 			}
 		}
 		if !ok {
-			b.WriteString(line + "\n")
+			b = append(append(b, line...), '\n')
 			continue
 		}
-		fmt.Fprintf(&b, "%-16s%8d kB\n", k+":", n)
+		b = appendPadded(append(b, k...), len(k), n)
+		b = append(b, " kB\n"...)
 	}
-	return b.String()
+	return string(b)
+}
+
+// appendPadded appends a colon and n after a key of length k, as fmt's
+// "%-16s%8d" would with the key and its colon.
+func appendPadded(b []byte, k int, n uint64) []byte {
+	b = append(b, ':')
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], n, 10)
+	for pad := max(16-(k+1), 0) + max(8-len(d), 0); pad > 0; pad-- {
+		b = append(b, ' ')
+	}
+	return append(b, d...)
 }
 
 // Swaps is /proc/swaps: one virtual device the size of the reader's swap,

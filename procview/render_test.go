@@ -81,3 +81,15 @@ func TestParseList(t *testing.T) {
 		t.Errorf("parseList = %v", got)
 	}
 }
+
+// TestMeminfoLayout holds the rendering to the kernel's own layout
+// ("%-16s%8d kB"), key by key, long keys and wide numbers too.
+func TestMeminfoLayout(t *testing.T) {
+	host := "MemTotal:       16000000 kB\nDirectMap2M:    123456789 kB\nHugePages_Total:       0\nVeryLongKeyNameHere: 5 kB\n"
+	got := Meminfo(host, &View{MemTotal: 1 << 40})
+	for _, want := range []string{"MemTotal:       1073741824 kB", "DirectMap2M:    123456789 kB", "HugePages_Total:       0", "VeryLongKeyNameHere:       5 kB"} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("Meminfo has no %q:\n%s", want, got)
+		}
+	}
+}

@@ -147,24 +147,57 @@ func up(dir, top string, f func(dir string) bool) {
 	}
 }
 
-// read returns a small file's text, trimmed: open, one read, close (the
-// syscalls are what a read of the view costs; os.ReadFile makes five).
-func read(dir, file string) string {
-	fd, err := unix.Open(dir+"/"+file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// bufs are the buffers files are read into: a read of the view reads
+// several, and allocating 16 KiB for each would be most of its garbage.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// readAll returns a file's text: open, one read, close for the small
+// files here (the syscalls are what a read of the view costs;
+// os.ReadFile makes five), more reads only for a larger one.
+func readAll(path string) string {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, 16<<10)
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	buf := *bp
 	n, err := unix.Read(fd, buf)
 	if err != nil || n <= 0 {
 		return ""
 	}
-	if n == len(buf) { // larger than a cgroup file: the rest too
-		b, _ := os.ReadFile(dir + "/" + file)
-		return strings.TrimSpace(string(b))
+	if n < len(buf) {
+		return string(buf[:n])
 	}
-	return strings.TrimSpace(string(buf[:n]))
+	// Larger than a cgroup file (a big machine's cpuinfo): the rest too.
+	out := append([]byte(nil), buf[:n]...)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != nil || n <= 0 {
+			return string(out)
+		}
+		out = append(out, buf[:n]...)
+	}
+}
+
+// read returns a small file's text, trimmed.
+func read(dir, file string) string {
+	return strings.TrimSpace(readAll(dir + "/" + file))
+}
+
+// statOf returns the value of key in a cgroup's memory.stat or
+// cpu.stat text ("key value" lines), 0 if it has none.
+func statOf(text, key string) uint64 {
+	for rest := text; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		if k, val, ok := strings.Cut(line, " "); ok && k == key {
+			n, _ := strconv.ParseUint(val, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // cpus are the reader's CPUs: its effective cpuset, cut to its CPU quota
@@ -220,12 +253,8 @@ func (s *Source) memory(dirs map[string]struct{ dir, top string }, v *View) {
 		n, err := strconv.ParseUint(s, 10, 64)
 		return n, err == nil
 	}
-	stats := map[string]uint64{}
-	for _, l := range strings.Split(read(dir, "memory.stat"), "\n") {
-		if k, val, ok := strings.Cut(l, " "); ok {
-			stats[k], _ = num(val)
-		}
-	}
+	stats := read(dir, "memory.stat")
+	stat := func(key string) uint64 { return statOf(stats, key) }
 	if v2 {
 		lim := s.limitsOf("mem:"+dir, func() cached {
 			c := cached{memMax: ^uint64(0), swapMax: ^uint64(0)}
@@ -243,22 +272,22 @@ func (s *Source) memory(dirs map[string]struct{ dir, top string }, v *View) {
 		v.MemTotal, v.SwapTotal = min(v.MemTotal, lim.memMax), min(v.SwapTotal, lim.swapMax)
 		v.MemUsed, _ = num(read(dir, "memory.current"))
 		v.SwapUsed, _ = num(read(dir, "memory.swap.current"))
-		v.MemCache = stats["file"]
-		v.Shmem, v.SlabReclaimable, v.SlabUnreclaimable = stats["shmem"], stats["slab_reclaimable"], stats["slab_unreclaimable"]
+		v.MemCache = stat("file")
+		v.Shmem, v.SlabReclaimable, v.SlabUnreclaimable = stat("shmem"), stat("slab_reclaimable"), stat("slab_unreclaimable")
 		return
 	}
 	// v1 keeps the smallest limit of the cgroup and its ancestors for us.
-	if n := stats["hierarchical_memory_limit"]; n > 0 {
+	if n := stat("hierarchical_memory_limit"); n > 0 {
 		v.MemTotal = min(v.MemTotal, n)
 	}
-	if n := stats["hierarchical_memsw_limit"]; n > 0 && n > v.MemTotal {
+	if n := stat("hierarchical_memsw_limit"); n > 0 && n > v.MemTotal {
 		v.SwapTotal = min(v.SwapTotal, n-v.MemTotal)
 	}
 	v.MemUsed, _ = num(read(dir, "memory.usage_in_bytes"))
 	if sw, ok := num(read(dir, "memory.memsw.usage_in_bytes")); ok && sw > v.MemUsed {
 		v.SwapUsed = sw - v.MemUsed
 	}
-	v.MemCache, v.Shmem = stats["total_cache"], stats["total_shmem"]
+	v.MemCache, v.Shmem = stat("total_cache"), stat("total_shmem")
 }
 
 // cpuTime fills in the reader's cgroup's user and system CPU time.
@@ -270,16 +299,8 @@ func (s *Source) cpuTime(dirs map[string]struct{ dir, top string }, v *View) {
 		return
 	}
 	if d, ok := dirs["cgroup2"]; ok {
-		for _, l := range strings.Split(read(d.dir, "cpu.stat"), "\n") {
-			k, val, _ := strings.Cut(l, " ")
-			n, _ := strconv.ParseUint(val, 10, 64)
-			switch k {
-			case "user_usec":
-				v.UserUsec = n
-			case "system_usec":
-				v.SystemUsec = n
-			}
-		}
+		stats := read(d.dir, "cpu.stat")
+		v.UserUsec, v.SystemUsec = statOf(stats, "user_usec"), statOf(stats, "system_usec")
 	}
 }
 
