@@ -107,7 +107,16 @@ func prepareMounts(c *nsexec.Config, runClone, mirrorClone *os.File) error {
 			}
 			return nil
 		}},
-		{nsexec.StepHide, func() error { return mounts.Detach(mounts.CgroupRoot) }},
+		{nsexec.StepHide, func() error {
+			if rootless {
+				// The host's cgroupfs came locked into the launcher's own
+				// user namespace: it cannot be taken away, only covered,
+				// and the mirror below does; the cover is locked to it in
+				// the level's namespace, a less privileged copy of this one.
+				return nil
+			}
+			return mounts.Detach(mounts.CgroupRoot)
+		}},
 		// The level's /sys/fs/cgroup starts as this copy of its mirror,
 		// locked; what it mounts there reaches this one.
 		{nsexec.StepMirror, func() error { return mounts.AttachPrivate(mirrorClone, mounts.CgroupRoot) }},

@@ -74,6 +74,7 @@ type Level struct {
 // Start validates cfg, builds the level and starts its command. When it
 // returns an error nothing of the level is left.
 func Start(cfg Config) (_ *Level, err error) {
+	rootlessDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -159,6 +160,10 @@ func (l *Level) build(cfg Config, pid int) (mounts.Layout, error) {
 	l.undo = append(l.undo, func() error { return removeState(cfg.RunDir, cfg.Name) })
 	if layout, err = hostLayout(infos); err != nil {
 		return layout, err
+	}
+	if hs, err := discover(infos); err == nil {
+		_, out := leaveOut(hs)
+		layout = withoutV1(layout, out)
 	}
 	if err := roomForMounts(layout); err != nil {
 		return layout, err
@@ -255,25 +260,45 @@ func hostLayout(infos []*mountinfo.Info) (mounts.Layout, error) {
 	return layout, nil
 }
 
-func plan(infos []*mountinfo.Info, lim cgroup.Limits) ([]cgroup.Hierarchy, []cgroup.Write, error) {
+// discover finds this process's cgroup hierarchies.
+func discover(infos []*mountinfo.Info) ([]cgroup.Hierarchy, error) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
 	hs, err := cgroup.Discover(f, infos)
 	if err != nil {
-		return nil, nil, fmt.Errorf("find cgroups: %w", err)
+		return nil, fmt.Errorf("find cgroups: %w", err)
 	}
+	return hs, nil
+}
+
+func plan(infos []*mountinfo.Info, lim cgroup.Limits) ([]cgroup.Hierarchy, []cgroup.Write, error) {
+	hs, err := discover(infos)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, _ = leaveOut(hs)
 	var v2 []string
+	var where string
 	for _, h := range hs {
 		if h.V2() {
-			if v2, err = cgroup.Fields(h.Mount, "cgroup.controllers"); err != nil {
+			// A user who is not root has what their cgroup was given.
+			at := h.Mount
+			if rootless {
+				at, where = h.Dir(cgroup.Base(h)), h.Dir(cgroup.Base(h))
+			}
+			if v2, err = cgroup.Fields(at, "cgroup.controllers"); err != nil {
 				return nil, nil, fmt.Errorf("find cgroups: %w", err)
 			}
 		}
 	}
 	writes, err := cgroup.Plan(lim, hs, v2)
+	var ce *cgroup.ControllerError
+	if errors.As(err, &ce) && where != "" {
+		ce.Where = where
+	}
 	return hs, writes, err
 }
 
@@ -294,6 +319,14 @@ func (l *Level) makeRunDir(cfg Config) error {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	l.undo = append(l.undo, func() error { return removeDir(l.LevelDir) })
+	if rootless {
+		// Made before the level's tmpfs covers them here: the host, which
+		// sees none of this namespace's mounts, finds the links instead.
+		l.undo = append(l.undo, func() error { return unlinkMirror(l.LevelDir) })
+		if err := linkMirror(l.LevelDir); err != nil {
+			return err
+		}
+	}
 	if err := mounts.MountTmpfs(l.LevelDir); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}

@@ -189,6 +189,27 @@ func helper(name string, args []string) int {
 		}
 		fmt.Println(int64(median(ds)))
 		return 0
+	case "asuser": // asuser CGROUPDIR UID CMD...: move into cgroup2 CGROUPDIR, become UID (gid too, no groups), exec CMD
+		if err := os.WriteFile(filepath.Join(args[0], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		id, _ := strconv.Atoi(args[1])
+		if err := syscall.Setgroups(nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if err := syscall.Setresgid(id, id, id); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if err := syscall.Setresuid(id, id, id); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		err := syscall.Exec(args[2], args[2:], os.Environ())
+		fmt.Fprintln(os.Stderr, err)
+		return 127
 	case "numcpu": // numcpu: runtime.NumCPU() and GOMAXPROCS
 		fmt.Println(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 		return 0

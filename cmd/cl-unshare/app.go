@@ -52,6 +52,14 @@ func newApp(code *exitCode) *cli.App {
 			if err != nil {
 				return err
 			}
+			if level.NeedsRootless() {
+				if c.Bool("exec") {
+					return &level.FieldError{Field: "ExecInPlace", Err: errors.New("needs root: without it a launcher stays on the host, outside the level, to hold its user namespace (leave --exec out)")}
+				}
+				n, err := level.StartRootless(cfg, os.Args)
+				*code = exitCode(n)
+				return err
+			}
 			if c.Bool("exec") {
 				if c.Bool("stats") {
 					return &level.FieldError{Field: "ExecInPlace", Err: errors.New("cannot be combined with --stats, which needs a supervisor")}
@@ -70,7 +78,7 @@ func flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "name", Usage: "level `NAME` (default: generated)"},
 		&cli.StringFlag{Name: "cgroup-parent", Usage: "make the level's cgroups under `PATH`, relative to cl-unshare's own cgroup"},
-		&cli.StringFlag{Name: "run-dir", Value: level.DefaultRunDir, Usage: "host-visible `DIR` for level mirrors"},
+		&cli.StringFlag{Name: "run-dir", Value: level.CallerRunDir(), DefaultText: level.DefaultRunDir + ", without root $XDG_RUNTIME_DIR/cl-unshare", Usage: "host-visible `DIR` for level mirrors"},
 		&cli.StringFlag{Name: "memory", Usage: "memory limit `SIZE` (K, M, G, T)"},
 		&cli.StringFlag{Name: "cpus", Usage: "CPU quota in `N` CPUs (fractions allowed)"},
 		&cli.StringFlag{Name: "cpu-weight", Usage: "CPU weight `N`, 1 to 10000 (cpu.shares on cgroup v1)"},

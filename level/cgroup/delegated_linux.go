@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +20,9 @@ const SupervisorLeaf = "supervisor"
 // Delegated reports whether a service manager delegated cgroup dir to
 // the processes in it: systemd marks the cgroup of a unit with
 // Delegate=yes with the trusted.delegate xattr (and user.delegate, which
-// an unprivileged reader may see), value "1".
+// an unprivileged reader may see), value "1". For a caller who is not
+// root, a cgroup delegated the way the kernel documents it (the directory
+// and its delegation files chowned to the caller) counts too.
 func Delegated(dir string) bool {
 	for _, attr := range []string{"trusted.delegate", "user.delegate"} {
 		b := make([]byte, 8)
@@ -27,7 +30,31 @@ func Delegated(dir string) bool {
 			return true
 		}
 	}
-	return false
+	euid := os.Geteuid()
+	return euid != 0 && OwnedBy(dir, euid)
+}
+
+// OwnedBy reports whether cgroup dir and its delegation files (those the
+// kernel lists in /sys/kernel/cgroup/delegate) belong to uid: what
+// delegating a cgroup to a user is (cgroup-v2.rst, "Delegation").
+func OwnedBy(dir string, uid int) bool {
+	files := []string{"cgroup.procs", "cgroup.threads", "cgroup.subtree_control"}
+	if b, err := os.ReadFile("/sys/kernel/cgroup/delegate"); err == nil {
+		files = strings.Fields(string(b))
+	}
+	for i, f := range append([]string{""}, files...) {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, f), &st); err != nil {
+			if i > 0 && errors.Is(err, unix.ENOENT) {
+				continue // a file of a controller this cgroup lacks
+			}
+			return false
+		}
+		if int(st.Uid) != uid {
+			return false
+		}
+	}
+	return true
 }
 
 // EnterDelegatedLeaf readies a delegated cgroup2 cgroup that holds the

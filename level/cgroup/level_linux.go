@@ -68,7 +68,9 @@ func Base(h Hierarchy) string {
 		// Nothing to hand down, as in a level's leaf on a hybrid host's
 		// cgroup2: beside it too, if the parent is as free as a level's
 		// root (no process in it), where nested levels belong.
-		if procs, err := Fields(filepath.Dir(dir), "cgroup.procs"); err == nil && len(procs) == 0 {
+		// A parent not ours to write (a user's delegated cgroup's) is no
+		// place for them.
+		if procs, err := Fields(filepath.Dir(dir), "cgroup.procs"); err == nil && len(procs) == 0 && unix.Access(filepath.Dir(dir), unix.W_OK) == nil {
 			return path.Dir(h.Path)
 		}
 		return h.Path

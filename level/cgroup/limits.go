@@ -3,6 +3,7 @@ package cgroup
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,9 +48,16 @@ type ControllerError struct {
 	Field      string
 	Controller string
 	Offered    string // what the host offers instead
+	// Where, for a user who is not root, is the cgroup they were
+	// delegated, which lacks the controller.
+	Where string
 }
 
 func (e *ControllerError) Error() string {
+	if e.Where != "" {
+		return fmt.Sprintf("%s: the %s controller is not delegated to you: your cgroup %s does not have it (%s would have to offer it)",
+			e.Field, e.Controller, e.Where, filepath.Join(filepath.Dir(e.Where), "cgroup.subtree_control"))
+	}
 	return fmt.Sprintf("%s: the %s controller is not available here (%s)", e.Field, e.Controller, e.Offered)
 }
 
