@@ -21,6 +21,11 @@ type Report struct {
 	Features    map[string]bool   `json:"features"`
 	Enforcement string            `json:"enforcement"`
 	Bases       map[string]string `json:"level_parents"` // hierarchy -> where levels would go
+	// Rootless: the caller is not root, and levels are made as
+	// StartRootless makes them; LeftOut are the v1 hierarchies they then
+	// do without, each with why.
+	Rootless bool     `json:"rootless,omitempty"`
+	LeftOut  []string `json:"left_out,omitempty"`
 	// Capacity says how many more levels each kernel limit lets start.
 	Capacity []Room   `json:"capacity"`
 	CanStart bool     `json:"can_start"`
@@ -56,12 +61,32 @@ func Check() Report {
 		r.problem("find cgroups: %v", err)
 		return finish(r)
 	}
+	if r.Rootless {
+		var kept []cgroup.Hierarchy
+		for _, h := range hs {
+			if h.V2() {
+				kept = append(kept, h)
+				if dir := h.Dir(h.Path); !cgroup.Delegated(dir) {
+					r.problem("no cgroup is delegated to you: your cgroup %s is not yours to make cgroups in; %s", dir, delegateHint)
+				}
+				continue
+			}
+			r.LeftOut = append(r.LeftOut, fmt.Sprintf("%s (a user who is not root may not make cgroups in %s)", h.Name(), h.Dir(h.Path)))
+		}
+		if len(kept) == 0 {
+			r.problem("this host has no cgroup v2 hierarchy, and a user who is not root may not make cgroups in v1 ones; run it as root, or on a host with cgroup v2")
+		}
+		hs = kept
+	}
 	v1, v2 := false, false
 	for _, h := range hs {
 		r.checkHierarchy(h)
 		v1, v2 = v1 || !h.V2(), v2 || h.V2()
 	}
 	r.Enforcement = enforcement(false, r.Features["nsdelegate"], v1, v2) + " (with Config.User: " + enforcement(true, false, false, false) + ")"
+	if r.Rootless {
+		r.Enforcement = rootlessEnforcement
+	}
 	if err == nil {
 		r.Capacity = capacity(layout, hs, len(infos))
 		for _, c := range r.Capacity {
@@ -99,8 +124,13 @@ func (r *Report) checkKernel() {
 	if !r.Features["move_mount_set_group"] {
 		r.problem("kernel %s lacks MOVE_MOUNT_SET_GROUP (Linux 5.15+), which mirrors a level's cgroup mounts", r.Kernel)
 	}
-	if os.Geteuid() != 0 {
-		r.problem("not root: making cgroups and mounts needs root (CAP_SYS_ADMIN)")
+	if NeedsRootless() {
+		r.Rootless = true
+		if !r.Features["user_namespaces"] {
+			r.problem("%s", userNSError(unix.EPERM).Error())
+		}
+	} else if os.Geteuid() != 0 {
+		r.problem("not root here: making cgroups and mounts needs CAP_SYS_ADMIN")
 	}
 }
 
@@ -121,6 +151,9 @@ func (r *Report) checkHierarchy(h cgroup.Hierarchy) {
 	on, _ := cgroup.Fields(base, "cgroup.subtree_control")
 	procs, _ := cgroup.Fields(base, "cgroup.procs")
 	_, typed := os.Stat(base + "/cgroup.type")
+	if slices.Equal(procs, []string{strconv.Itoa(os.Getpid())}) && cgroup.Delegated(base) {
+		return // a launcher alone here steps into a leaf (EnterDelegatedLeaf)
+	}
 	for _, c := range have {
 		if !slices.Contains(on, c) && len(procs) > 0 && typed == nil {
 			r.problem("cgroup %s holds processes and does not enable %s for children (cgroup v2 no-internal-process rule): levels here get no %s limits; run cl-unshare in a unit with Delegate=yes or use Config.CgroupParent", base, c, c)

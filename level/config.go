@@ -147,6 +147,7 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Validate checks the config and fills in defaults. It touches nothing.
 func (c *Config) Validate() error {
+	rootlessDefaults(c)
 	if c.Name == "" {
 		c.Name = generateName()
 	}

@@ -73,7 +73,8 @@ func Join(c JoinConfig) (*Process, error) {
 	if !found {
 		return nil, fieldErr("JoinConfig.Cgroup", "%s: no such cgroup in level %s, in any hierarchy", c.Cgroup, c.Name)
 	}
-	nsFiles, joinPID, err := openNamespaces(member, c.Name)
+	joinUser := NeedsRootless() && readlinkNS(member, "user") != readlinkNS(os.Getpid(), "user")
+	nsFiles, joinPID, err := openNamespaces(member, c.Name, joinUser)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func Join(c JoinConfig) (*Process, error) {
 		return nil, fmt.Errorf("level %s: %w", c.Name, err)
 	}
 	joinTime := readlinkNS(member, "time") != readlinkNS(os.Getpid(), "time")
-	return startJoin(c, targets, nsFiles, joinPID, joinTime, as)
+	return startJoin(c, targets, nsFiles, joinPID, joinTime, joinUser, as)
 }
 
 // joinTargets is the cgroup, in every hierarchy, that a command joining
@@ -119,14 +120,28 @@ func joinTargets(i *Info, sub string) (map[string]string, bool) {
 // UTS and IPC (entered always; each is the host's own where the level has
 // none of its own), and time where the kernel has it (entered only if it
 // is not ours: the stage has to hop into it).
-func openNamespaces(member int, name string) (files []*os.File, joinPID bool, err error) {
+//
+// A caller who is not root enters the level's user namespace too, first
+// (nsexec.JoinUserNSFD): it may enter no other without. Root never does,
+// by the security rule above execAs: it joins as the level's root's host
+// ids instead.
+func openNamespaces(member int, name string, joinUser bool) (files []*os.File, joinPID bool, err error) {
 	kinds := []string{"cgroup", "mnt", "pid", "net", "uts", "ipc"}
 	joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")
 	if _, err := os.Stat("/proc/self/ns/time"); err == nil {
 		kinds = append(kinds, "time") // nsexec.JoinTimeNSFD
+	} else if joinUser {
+		kinds = append(kinds, "") // its number, kept free
+	}
+	if joinUser {
+		kinds = append(kinds, "user") // nsexec.JoinUserNSFD
 	}
 	for _, ns := range kinds {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", member, ns))
+		p := fmt.Sprintf("/proc/%d/ns/%s", member, ns)
+		if ns == "" {
+			p = os.DevNull
+		}
+		f, err := os.Open(p)
 		if err != nil {
 			for _, f := range files {
 				f.Close()
@@ -198,7 +213,7 @@ func readlinkNS(pid int, ns string) string {
 
 // startJoin starts the stage that joins the level (nsexec.ModeJoin) in
 // targets, its cgroups, with its namespaces open as nsFiles.
-func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID, joinTime bool, as *nsexec.HostIDs) (*Process, error) {
+func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID, joinTime, joinUser bool, as *nsexec.HostIDs) (*Process, error) {
 	// Pdeathsig follows the thread that forks: kept until CMD runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -211,13 +226,15 @@ func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, join
 	switch {
 	case errors.As(err, &spawn) && errors.Is(err, unix.EBUSY):
 		return nil, fmt.Errorf("start in %s: %w: the cgroup has controllers enabled for children (cgroup v2 no-internal-process rule); use JoinConfig.Cgroup with a leaf cgroup", targets["cgroup2"], spawn.err)
+	case errors.As(err, &spawn) && errors.Is(err, unix.EACCES) && NeedsRootless():
+		return nil, fmt.Errorf("start in level %s: %w: the kernel lets a user move a process into %s only from a cgroup of the same delegated subtree; %s", c.Name, spawn.err, targets["cgroup2"], joinHint)
 	case errors.As(err, &spawn):
 		return nil, fmt.Errorf("start in level %s: %w", c.Name, spawn.err)
 	case err != nil:
 		return nil, err
 	}
 	wd, _ := os.Getwd()
-	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as, JoinTime: joinTime}
+	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as, JoinTime: joinTime, JoinUser: joinUser}
 	join := func(pid int) error {
 		for h, dir := range targets {
 			if h == "cgroup2" {

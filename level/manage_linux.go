@@ -194,6 +194,9 @@ func Inspect(runDir, name string) (*Info, error) {
 	_, v2 := i.Cgroups["cgroup2"]
 	guarded := i.state.User != nil && !i.state.User.OwnsLimits
 	i.Enforcement = enforcement(guarded, nsDelegate(w.cg), len(i.Cgroups) > 1 || !v2 && len(i.Cgroups) > 0, v2)
+	if i.state.Rootless {
+		i.Enforcement = rootlessEnforcement
+	}
 	return i, nil
 }
 
@@ -207,6 +210,12 @@ func nsInode(pid int, ns string) uint64 {
 	}
 	return st.Ino
 }
+
+// rootlessEnforcement is how a rootless level's limits hold: its root is
+// the user who owns them, kept from them by its namespaces alone.
+const rootlessEnforcement = "rootless: limits sit on the outer cgroup, above the level's namespace root, in the cgroup delegated to you; " +
+	"the level's root is you, whose the limit files are: nothing in its own namespaces reaches them, " +
+	"but your other processes do, and without Config.PID it can see those"
 
 // enforcement says how "cannot raise its limits" holds for a level with
 // (user) or without a user namespace, on cgroup2 (with nsdelegate or not)

@@ -167,6 +167,10 @@ func userNSError(err error) error {
 // host. (The options are systemd-run's, not ours: a raw string.)
 const delegateHint = `run it under systemd-run --user --scope -p Delegate=yes, or in a unit with Delegate=yes`
 
+// joinHint says how a user runs exec from inside their delegated
+// subtree (systemd's user manager owns it).
+const joinHint = `run it as systemd-run --user --scope cl-unshare exec ..., or from a process in that subtree`
+
 // delegatedToCaller checks that the caller's cgroup2 cgroup is theirs to
 // make levels in, and readies it: a launcher alone in it steps into a
 // leaf of it so that it may hand its controllers down.
@@ -208,7 +212,9 @@ func leaveOut(hs []cgroup.Hierarchy) (kept []cgroup.Hierarchy, out []string) {
 		return hs, nil
 	}
 	for _, h := range hs {
-		if h.V2() || unix.Access(h.Dir(cgroup.Base(h)), unix.W_OK) == nil {
+		// A rootless level does without v1 whatever it may write: the
+		// level could not mount a v1 hierarchy in its user namespace.
+		if h.V2() || !rootless && unix.Access(h.Dir(cgroup.Base(h)), unix.W_OK) == nil {
 			kept = append(kept, h)
 			continue
 		}
@@ -289,6 +295,11 @@ func unlinkMirror(levelDir string) error {
 	}
 	return nil
 }
+
+// errAPIRootless is Start's answer to a caller who is not root: the
+// rootless launcher is the command line run again, which a program
+// using this package is not.
+var errAPIRootless = errors.New("a user who is not root starts levels with the cl-unshare command, which runs itself again in a user namespace of its own; from Go, run it with os/exec")
 
 // rootlessDefaults makes the level of a rootless launcher a --user level
 // (it is one whatever it asks: its root is the caller), whose root is

@@ -74,7 +74,9 @@ type Level struct {
 // Start validates cfg, builds the level and starts its command. When it
 // returns an error nothing of the level is left.
 func Start(cfg Config) (_ *Level, err error) {
-	rootlessDefaults(&cfg)
+	if NeedsRootless() {
+		return nil, errAPIRootless
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,6 +139,7 @@ func newLevel(cfg Config, s *State) *Level {
 	if cfg.User {
 		s.User = &UserNS{UIDMap: cfg.UIDMap, GIDMap: cfg.GIDMap}
 	}
+	s.Rootless = rootless
 	return l
 }
 

@@ -32,7 +32,9 @@ type State struct {
 	// The key stays "exec", as records of running levels have it.
 	InPlace bool    `json:"exec,omitempty"`
 	User    *UserNS `json:"user,omitempty"` // started with --user
-	Leaf    string  `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
+	// Rootless: started by a user who is not root (StartRootless).
+	Rootless bool   `json:"rootless,omitempty"`
+	Leaf     string `json:"leaf,omitempty"` // the cgroup2 leaf below the inner cgroup
 	// Making are the outer cgroups a start is making, until Outer has
 	// them: gc removes those a killed start left (empty, or it leaves
 	// them and says so).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/internal/failpoint"
@@ -17,7 +18,7 @@ import (
 // attributes, as every Go thread does, until unshare(CLONE_FS).
 func join(c *Config) (string, error) {
 	// Main marks the numbers every mode shares; these are join's alone.
-	for _, fd := range []int{JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD, JoinTimeNSFD} {
+	for _, fd := range []int{JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD, JoinTimeNSFD, JoinUserNSFD} {
 		unix.CloseOnExec(fd)
 	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
@@ -36,8 +37,12 @@ func join(c *Config) (string, error) {
 		flag int
 		name string
 	}{{JoinNetNSFD, unix.CLONE_NEWNET, "network"}, {JoinUTSNSFD, unix.CLONE_NEWUTS, "uts"}, {JoinIPCNSFD, unix.CLONE_NEWIPC, "ipc"}} {
-		if err := unix.Setns(ns.fd, ns.flag); err != nil {
-			return StepJoin, fmt.Errorf("setns %s namespace: %w", ns.name, err)
+		// The host's own where the level made none: a caller who is not
+		// root is in it already, and may not enter it again.
+		if !sameNS(ns.fd, ns.name) {
+			if err := unix.Setns(ns.fd, ns.flag); err != nil {
+				return StepJoin, fmt.Errorf("setns %s namespace: %w", ns.name, err)
+			}
 		}
 		unix.Close(ns.fd)
 	}
@@ -91,7 +96,7 @@ func dropTo(ids HostIDs) error {
 		return fmt.Errorf("empty the bounding and ambient capability sets: %w", err)
 	}
 	// The syscall package's versions change every thread, not just this.
-	if err := syscall.Setgroups(nil); err != nil {
+	if err := syscall.Setgroups(nil); err != nil && !setgroupsDenied() {
 		return fmt.Errorf("setgroups: %w", err)
 	}
 	if err := syscall.Setresgid(ids.GID, ids.GID, ids.GID); err != nil {
@@ -124,4 +129,21 @@ func closeInherited() error {
 		}
 	}
 	return nil
+}
+
+// sameNS reports whether fd is the namespace of kind name this process
+// is in already.
+func sameNS(fd int, name string) bool {
+	file := map[string]string{"network": "net", "uts": "uts", "ipc": "ipc"}[name]
+	var a, b unix.Stat_t
+	return file != "" && unix.Fstat(fd, &a) == nil && unix.Stat("/proc/self/ns/"+file, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// setgroupsDenied reports whether this user namespace forbids setgroups
+// (a rootless level's: its creator could map its gid only so). The
+// groups a caller who is not root came with are then theirs to keep: no
+// one could have given it more.
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }

@@ -43,7 +43,7 @@ func Main() {
 	}
 	var c *Config
 	var err error
-	hopped := len(os.Args) == 3 && os.Args[1] == TimeHopArg
+	hopped := len(os.Args) == 3 && (os.Args[1] == TimeHopArg || os.Args[1] == UserHopArg)
 	if hopped {
 		c, err = mainTimeHop()
 	} else {
@@ -51,6 +51,10 @@ func Main() {
 	}
 	if err != nil {
 		reportError(sync, StepConfig, err)
+		os.Exit(exitcode.Failure)
+	}
+	if c.Mode == ModeJoin && c.JoinUser {
+		reportError(sync, StepJoin, hopIntoUser(c))
 		os.Exit(exitcode.Failure)
 	}
 	if c.Mode == ModeJoin && c.JoinTime {

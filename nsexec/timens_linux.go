@@ -90,8 +90,12 @@ func configFile(c *Config) (int, error) {
 }
 
 // TimeHopArg is argv[1] of a join stage that has entered the level's
-// time namespace; argv[2] is the number of a file with its config.
-const TimeHopArg = "time-hop"
+// time namespace, UserHopArg of one that has entered its user namespace;
+// argv[2] is the number of a file with its config.
+const (
+	TimeHopArg = "time-hop"
+	UserHopArg = "user-hop"
+)
 
 // hopIntoTime puts the rest of a join into the level's time namespace
 // (open as JoinTimeNSFD). The kernel lets only a single-threaded process
@@ -101,26 +105,40 @@ const TimeHopArg = "time-hop"
 // signals on and exits as it does (the stage does that itself with a PID
 // namespace: CMD is a child there anyway). It returns only on failure.
 func hopIntoTime(c *Config) error {
+	return hopInto(c, JoinTimeNSFD, unix.CLONE_NEWTIME, TimeHopArg, "time")
+}
+
+// hopIntoUser is hopIntoTime for the level's user namespace (open as
+// JoinUserNSFD), which a caller who is not root must enter before any
+// other: the level's namespaces are that one's to let in.
+func hopIntoUser(c *Config) error {
+	return hopInto(c, JoinUserNSFD, unix.CLONE_NEWUSER, UserHopArg, "user")
+}
+
+func hopInto(c *Config, nsfd int, nstype uintptr, arg, kind string) error {
 	mfd, err := configFile(c) // inherited by the new stage
 	if err != nil {
 		return err
 	}
 	// Main marked them close-on-exec: the new stage needs them.
 	passed := []int{SyncFD, JoinCgroupNSFD, JoinMountNSFD, JoinPIDNSFD, JoinNetNSFD, JoinUTSNSFD, JoinIPCNSFD}
+	if nsfd != JoinTimeNSFD && c.JoinTime {
+		passed = append(passed, JoinTimeNSFD) // the next hop's
+	}
 	for _, fd := range passed {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 			return fmt.Errorf("pass fd %d on: %w", fd, err)
 		}
 	}
-	pid, err := forkIntoTime(JoinTimeNSFD, "/proc/self/exe", []string{Marker, TimeHopArg, strconv.Itoa(mfd)}, os.Environ())
+	pid, err := forkInto(nsfd, nstype, "/proc/self/exe", []string{Marker, arg, strconv.Itoa(mfd)}, os.Environ())
 	unix.Close(mfd) // the child has its own copy
 	if err != nil {
 		for _, fd := range passed {
 			unix.CloseOnExec(fd)
 		}
-		return fmt.Errorf("enter the level's time namespace: %w", err)
+		return fmt.Errorf("enter the level's %s namespace: %w", kind, err)
 	}
-	for _, fd := range append(passed, JoinTimeNSFD) {
+	for _, fd := range append(passed, nsfd) {
 		unix.Close(fd) // the new stage's now: the launcher sees its end alone
 	}
 	waitRelay(pid)
@@ -141,7 +159,12 @@ func mainTimeHop() (*Config, error) {
 	if err := json.NewDecoder(f).Decode(&c); err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c.JoinTime = false // in it now
+	// In it now.
+	if os.Args[1] == UserHopArg {
+		c.JoinUser = false
+	} else {
+		c.JoinTime = false
+	}
 	return &c, nil
 }
 
@@ -175,10 +198,10 @@ func waitRelay(pid int) {
 	}
 }
 
-// forkIntoTime forks a child of this thread alone, which joins the time
-// namespace open as nsfd and executes path. It returns once the child
+// forkInto forks a child of this thread alone, which joins the
+// namespace of type nstype open as nsfd and executes path. It returns once the child
 // has executed path (the error pipe closes) or failed (it says how).
-func forkIntoTime(nsfd int, path string, argv, env []string) (int, error) {
+func forkInto(nsfd int, nstype uintptr, path string, argv, env []string) (int, error) {
 	pathp, err := unix.BytePtrFromString(path)
 	if err != nil {
 		return 0, err
@@ -200,7 +223,7 @@ func forkIntoTime(nsfd int, path string, argv, env []string) (int, error) {
 	// every handler back to the default: block them all across the fork.
 	all, old := ^uint64(0), uint64(0)
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
-	pid, errno := rawForkExec(nsfd, pathp, &argvp[0], &envp[0], &old, pipe[1])
+	pid, errno := rawForkExec(nsfd, nstype, pathp, &argvp[0], &envp[0], &old, pipe[1])
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 	unix.Close(pipe[1])
 	if errno != 0 {
@@ -219,19 +242,19 @@ func forkIntoTime(nsfd int, path string, argv, env []string) (int, error) {
 // rawForkExec is the child's whole life: raw system calls only, on a
 // copy of this goroutine's stack, since the Go runtime of a forked
 // multi-threaded process must not run (its other threads are gone). It
-// joins the time namespace, puts every signal the runtime handles back to
+// joins the namespace, puts every signal the runtime handles back to
 // its default, restores the signal mask and executes path; on failure it
 // writes the errno to errPipe and exits 253, as package syscall's child
 // does.
 //
 //go:nosplit
 //go:norace
-func rawForkExec(nsfd int, path *byte, argv, env **byte, mask *uint64, errPipe int) (int, unix.Errno) {
+func rawForkExec(nsfd int, nstype uintptr, path *byte, argv, env **byte, mask *uint64, errPipe int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
 	if e != 0 || r != 0 {
 		return int(r), e
 	}
-	_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(nsfd), unix.CLONE_NEWTIME, 0)
+	_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(nsfd), nstype, 0)
 	if e == 0 {
 		// struct sigaction, handler first; 32 bytes on amd64 and arm64.
 		var sa [4]uint64

@@ -77,6 +77,7 @@ const (
 	JoinUTSNSFD    = 8
 	JoinIPCNSFD    = 9
 	JoinTimeNSFD   = 10 // entered only with Config.JoinTime
+	JoinUserNSFD   = 11 // entered only with Config.JoinUser
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -125,6 +126,10 @@ type Config struct {
 	// JoinTime, in ModeJoin: the level's time namespace (JoinTimeNSFD)
 	// is not ours, and the stage must hop into it (see hopIntoTime).
 	JoinTime bool `json:"join_time,omitempty"`
+	// JoinUser, in ModeJoin: the caller is not root, and the stage must
+	// hop into the level's user namespace (JoinUserNSFD) before it may
+	// enter the others (see hopIntoUser).
+	JoinUser bool `json:"join_user,omitempty"`
 	// SetUID and SetGID, if set, are the ids CMD runs as (unshare -S,
 	// -G), set after everything else, just before CMD starts; SetGID
 	// also drops the supplementary groups where setgroups is allowed.

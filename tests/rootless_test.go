@@ -78,6 +78,25 @@ func removeTree(t *testing.T, dir string) {
 	}
 }
 
+// cliLeaf is a leaf of delegated cgroup dir, the user's, for the
+// commands the user runs beside their levels (list, exec, kill): once a
+// level enabled controllers in dir, no process may be in dir itself, and
+// exec moves its command from the caller's cgroup into the level's,
+// which the kernel allows only within a subtree the caller owns.
+func cliLeaf(t *testing.T, dir string) string {
+	t.Helper()
+	leaf := filepath.Join(dir, "cli")
+	if err := os.Mkdir(leaf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
+		if err := os.Chown(filepath.Join(leaf, f), user, user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return leaf
+}
+
 // runtimeDir is a $XDG_RUNTIME_DIR of user's, removed when the test ends.
 func runtimeDir(t *testing.T) string {
 	t.Helper()
@@ -134,7 +153,7 @@ func TestRootless(t *testing.T) {
 	have, _ := cgroup.Fields(dir, "cgroup.controllers")
 	var limits []string
 	if slices.Contains(have, "memory") && slices.Contains(have, "pids") {
-		limits = []string{"--memory", "64M", "--pids", "40"}
+		limits = []string{"--memory", "64M", "--pids-max", "40"}
 	} else {
 		// A hybrid host's cgroup2 has no controllers: a limit is refused,
 		// naming the cgroup that would have to offer it.
@@ -164,8 +183,17 @@ func TestRootless(t *testing.T) {
 	}
 	// The host side, as the user sees it.
 	mirror := filepath.Join(run, "levels", "rl", "cgroup")
-	if _, err := os.Stat(filepath.Join(mirror, "made-inside", "cgroup.procs")); err != nil {
-		t.Errorf("the mirror %s does not show the level's own cgroup: %v", mirror, err)
+	// The launcher copies the level's mounts to its own mirror soon after
+	// (package mirror), and the links show that.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, err := os.Stat(filepath.Join(mirror, "made-inside", "cgroup.procs"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the mirror %s does not show the level's own cgroup: %v", mirror, err)
+			break
+		}
 	}
 	outer := filepath.Join(dir, "rl")
 	if len(limits) > 0 {
@@ -178,10 +206,42 @@ func TestRootless(t *testing.T) {
 	} else if _, err := os.Stat(outer); err != nil {
 		t.Errorf("no outer cgroup at %s: %v", outer, err)
 	}
-	if r := runAsUser(t, dir, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "rl ") {
+	cli := cliLeaf(t, dir)
+	if r := runAsUser(t, cli, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "rl ") {
 		t.Errorf("list as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
-	if r := runAsUser(t, dir, xdg, "kill", "rl"); r.code != 0 {
+	if r := runAsUser(t, cli, xdg, "inspect", "rl"); r.code != 0 || !strings.Contains(r.stdout, "rootless") {
+		t.Errorf("inspect as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	// exec enters the level's user namespace too (the user may enter no
+	// other without it), and its cgroups.
+	r := runAsUser(t, cli, xdg, "exec", "rl", "--", "sh", "-c", "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; tail -n 1 /proc/self/cgroup")
+	var cmdPID int
+	if b, err := os.ReadFile(filepath.Join(outer, "level", "init", "cgroup.procs")); err == nil {
+		fmt.Sscan(string(b), &cmdPID)
+	}
+	nsOf := func(kind string) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", cmdPID, kind)); return l }
+	if want := fmt.Sprintf("0\n%s\n%s\n0::/init\n", nsOf("user"), nsOf("mnt")); r.code != 0 || cmdPID == 0 || r.stdout != want {
+		t.Errorf("exec as the user: exit %d, %q %q; want %q", r.code, r.stdout, r.stderr, want)
+	}
+	// From outside the delegated subtree the kernel refuses the move.
+	if r := runAsUser(t, delegated(t, false), xdg, "exec", "rl", "--", "true"); r.code != 125 || !oneLine(r.stderr, "systemd-run --user --scope cl-unshare exec") {
+		t.Errorf("exec from outside the subtree: exit %d, %q", r.code, r.stderr)
+	}
+	for _, op := range []string{"freeze", "thaw"} {
+		if r := runAsUser(t, cli, xdg, op, "rl"); r.code != 0 {
+			t.Errorf("%s as the user: exit %d, %q", op, r.code, r.stderr)
+		}
+	}
+	if len(limits) > 0 {
+		if r := runAsUser(t, cli, xdg, "update", "rl", "--memory", "32M"); r.code != 0 {
+			t.Errorf("update as the user: exit %d, %q", r.code, r.stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(outer, "memory.max")); strings.TrimSpace(string(b)) != "33554432" {
+			t.Errorf("outer memory.max after update = %q, want 33554432", b)
+		}
+	}
+	if r := runAsUser(t, cli, xdg, "kill", "rl"); r.code != 0 {
 		t.Errorf("kill as the user: exit %d, %q", r.code, r.stderr)
 	}
 	err := cmd.Wait()
@@ -192,6 +252,25 @@ func TestRootless(t *testing.T) {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is left after the level ended", p)
 		}
+	}
+}
+
+// check, as the user, says where their levels go and which v1
+// hierarchies they do without.
+func TestRootlessCheck(t *testing.T) {
+	requires(t, "root", "cgroupns", "cgroup2")
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	r := runAsUser(t, dir, xdg, "check")
+	if r.code != 0 || !strings.Contains(r.stdout, "levels go:    cgroup2        under "+dir+"\n") || !strings.Contains(r.stdout, "enforcement:  rootless: ") {
+		t.Errorf("check as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	for _, h := range hierarchies(t) {
+		if !h.V2() && !strings.Contains(r.stdout, "left out:     "+h.Name()+" ") {
+			t.Errorf("check as the user does not say %s is left out:\n%s", h.Name(), r.stdout)
+		}
+	}
+	if r := runAsUser(t, delegated(t, false), xdg, "check"); r.code != 125 || !strings.Contains(r.stderr, "no cgroup is delegated to you") {
+		t.Errorf("check as the user, not delegated: exit %d, %q", r.code, r.stderr)
 	}
 }
 
@@ -213,5 +292,54 @@ func TestRootlessRefused(t *testing.T) {
 		if r.code != 125 || !oneLine(r.stderr, c.want) {
 			t.Errorf("%s: exit %d, %q; want 125 and one line saying %q", c.name, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// A rootless level nests as any level does: the nested one's cgroup
+// mounts show to the user under the outer one's links.
+func TestRootlessNested(t *testing.T) {
+	requires(t, "root", "cgroupns", "cgroup2")
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	ready := filepath.Join(xdg, "ready")
+	inner := fmt.Sprintf(`tail -n 1 /proc/self/cgroup; mkdir /sys/fs/cgroup/deep && touch %s && sleep 60`, ready)
+	cmd := asUser(t, dir, xdg, "--name", "outer", "--", bin, "--name", "inner", "--", "sh", "-c", inner)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the nested level did not start: %s%s", out.String(), errb.String())
+		}
+	}
+	deep := filepath.Join(xdg, "cl-unshare", "levels", "outer", "levels", "inner", "cgroup", "deep")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, err := os.Stat(filepath.Join(deep, "cgroup.procs"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the user does not see the nested level's cgroup at %s: %v", deep, err)
+			break
+		}
+	}
+	// Made below the outer level's cgroups, in the delegated subtree.
+	if _, err := os.Stat(filepath.Join(dir, "outer", "level", "inner", "level")); err != nil {
+		t.Errorf("the nested level's cgroup is not below the outer one's: %v", err)
+	}
+	if r := runAsUser(t, cliLeaf(t, dir), xdg, "kill", "outer"); r.code != 0 {
+		t.Errorf("kill as the user: exit %d, %q", r.code, r.stderr)
+	}
+	cmd.Wait()
+	if got := strings.TrimSpace(out.String()); got != "0::/init" {
+		t.Errorf("inside the nested level: %q, want 0::/init; %s", got, errb.String())
 	}
 }

@@ -344,6 +344,9 @@ func checkCmd(c *cli.Context, code *exitCode) error {
 		for _, h := range slices.Sorted(maps.Keys(r.Bases)) {
 			fmt.Fprintf(w, "levels go:    %-14s under %s\n", h, r.Bases[h])
 		}
+		for _, h := range r.LeftOut {
+			fmt.Fprintf(w, "left out:     %s\n", h)
+		}
 		fmt.Fprintf(w, "enforcement:  %s\n", r.Enforcement)
 		for _, c := range r.Capacity {
 			fmt.Fprintf(w, "room:         %d more levels before %s (%d of %d used, %d a level)\n", c.Levels, c.Limit, c.Used, c.Max, c.PerLevel)
