@@ -6,13 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	osuser "os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/mounts"
+	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +43,20 @@ const RunDirEnv = "CL_UNSHARE_RUN_DIR"
 var rootless = func() bool {
 	v := os.Getenv(rootlessEnv)
 	os.Unsetenv(rootlessEnv)
+	if fd, ok := strings.CutPrefix(v, "wait:"); ok {
+		// Its ids are mapped by newuidmap once it runs: nothing here may
+		// use them before the launcher on the host says so, closing fd.
+		n, _ := strconv.Atoi(fd)
+		var b [1]byte
+		_, _ = unix.Read(n, b[:])
+		unix.Close(n)
+		// It was executed unmapped, which left it no capability in its
+		// namespace: executed again as the root it now is, it has them.
+		env := append(os.Environ(), rootlessEnv+"=1")
+		err := unix.Exec("/proc/self/exe", os.Args, env)
+		fmt.Fprintf(os.Stderr, "cl-unshare: rootless launcher: execute itself again: %v\n", err)
+		os.Exit(ExitFailure)
+	}
 	return v == "1"
 }()
 
@@ -84,7 +101,12 @@ func StartRootless(cfg Config, args []string) (int, error) {
 	cmd := exec.Command(self, args[1:]...)
 	cmd.Args[0] = args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), rootlessEnv+"=1", RunDirEnv+"="+cfg.RunDir)
+	useRanges, uid, gid, err := rootlessMaps(cfg)
+	if err != nil {
+		return 0, err
+	}
+	maps := fmt.Sprintf("%s=%d:%d:%d/%d:%d:%d", mapsEnv, uid.Inner, uid.Outer, uid.Count, gid.Inner, gid.Outer, gid.Count)
+	cmd.Env = append(os.Environ(), rootlessEnv+"=1", RunDirEnv+"="+cfg.RunDir, maps)
 	cmd.ExtraFiles = inheritable()
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS,
@@ -95,11 +117,33 @@ func StartRootless(cfg Config, args []string) (int, error) {
 		GidMappingsEnableSetgroups: false,
 		Pdeathsig:                  unix.SIGKILL,
 	}
+	var release *os.File
+	if useRanges {
+		// newuidmap writes the maps, once the child exists: it waits.
+		r, w, err := os.Pipe()
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		release = w
+		defer w.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+		cmd.Env[len(cmd.Env)-3] = fmt.Sprintf("%s=wait:%d", rootlessEnv, 2+len(cmd.ExtraFiles))
+		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
+	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return 0, userNSError(err)
+	}
+	if release != nil {
+		if err := mapRanges(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, fmt.Errorf("map your subordinate ids: %w", err)
+		}
+		release.Close()
 	}
 	go func() {
 		for s := range sigs {
@@ -301,18 +345,116 @@ func unlinkMirror(levelDir string) error {
 // using this package is not.
 var errAPIRootless = errors.New("a user who is not root starts levels with the cl-unshare command, which runs itself again in a user namespace of its own; from Go, run it with os/exec")
 
-// rootlessDefaults makes the level of a rootless launcher a --user level
-// (it is one whatever it asks: its root is the caller), whose root is
-// the launcher's own root, the caller, unless it maps ids of its own.
+// rootlessDefaults makes the level of a user who is not root a --user
+// level (it is one whatever it asks: its root is the caller, or ids of
+// theirs). On the host the maps stay in host ids, the caller's own by
+// default, for StartRootless to check; the re-executed launcher takes
+// the maps StartRootless worked out, in its own namespace's ids.
 func rootlessDefaults(cfg *Config) {
-	if !rootless {
-		return
+	switch {
+	case rootless:
+		cfg.User = true
+		cfg.UIDMap, cfg.GIDMap = levelMaps()
+	case NeedsRootless():
+		cfg.User = true
+		if cfg.UIDMap.Count == 0 {
+			cfg.UIDMap = IDMap{Inner: 0, Outer: os.Geteuid(), Count: 1}
+		}
+		if cfg.GIDMap.Count == 0 {
+			cfg.GIDMap = IDMap{Inner: 0, Outer: os.Getegid(), Count: 1}
+		}
 	}
-	cfg.User = true
-	if cfg.UIDMap.Count == 0 {
-		cfg.UIDMap = IDMap{Inner: 0, Outer: 0, Count: 1}
+}
+
+// mapsEnv carries the level's maps, in the launcher's user namespace's
+// ids, from StartRootless to the launcher it re-executes.
+const mapsEnv = "CL_UNSHARE_ROOTLESS_MAPS"
+
+var levelMaps = func() func() (IDMap, IDMap) {
+	v := os.Getenv(mapsEnv)
+	os.Unsetenv(mapsEnv)
+	var u, g IDMap
+	if _, err := fmt.Sscanf(v, "%d:%d:%d/%d:%d:%d", &u.Inner, &u.Outer, &u.Count, &g.Inner, &g.Outer, &g.Count); err != nil {
+		u, g = IDMap{Count: 1}, IDMap{Count: 1}
 	}
-	if cfg.GIDMap.Count == 0 {
-		cfg.GIDMap = IDMap{Inner: 0, Outer: 0, Count: 1}
+	return func() (IDMap, IDMap) { return u, g }
+}()
+
+// ids are what a user who is not root may map: their own id, and the
+// subordinate range /etc/subuid (or /etc/subgid) gives them, if any.
+type ids struct {
+	own   int
+	sub   IDMap // Outer: the range's first host id; Count 0: none
+	file  string
+	tool  string // newuidmap or newgidmap
+	field string
+}
+
+// callerIDs reads the caller's ids and subordinate ranges.
+func callerIDs() (uids, gids ids) {
+	uids = ids{own: os.Geteuid(), file: "/etc/subuid", tool: "newuidmap", field: "Config.UIDMap"}
+	gids = ids{own: os.Getegid(), file: "/etc/subgid", tool: "newgidmap", field: "Config.GIDMap"}
+	names := []string{strconv.Itoa(os.Geteuid())}
+	if u, err := osuser.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		names = append(names, u.Username)
 	}
+	for _, x := range []*ids{&uids, &gids} {
+		subs, err := user.ParseSubIDFileFilter(x.file, func(s user.SubID) bool { return slices.Contains(names, s.Name) })
+		if err == nil && len(subs) > 0 && subs[0].SubID > 0 && subs[0].Count > 0 {
+			x.sub = IDMap{Outer: int(subs[0].SubID), Count: int(subs[0].Count)}
+		}
+	}
+	return uids, gids
+}
+
+// rootlessMaps decides the launcher's own user namespace (whether it
+// takes the caller's subordinate ranges too) and the level's maps in its
+// ids, from the level's maps in host ids. The level's root is always the
+// caller (it must reach the caller's run directory, which no other id
+// may enter), and the range, where there is one, ids 1 and on: the
+// default, and what "auto" asks for outright.
+func rootlessMaps(cfg Config) (useRanges bool, uid, gid IDMap, err error) {
+	uids, gids := callerIDs()
+	_, errU := exec.LookPath("newuidmap")
+	_, errG := exec.LookPath("newgidmap")
+	tools := errU == nil && errG == nil
+	useRanges = tools && uids.sub.Count > 0 && gids.sub.Count > 0
+	out := [2]IDMap{}
+	for i, c := range []struct {
+		x ids
+		m IDMap
+	}{{uids, cfg.UIDMap}, {gids, cfg.GIDMap}} {
+		switch {
+		case c.m == IDMap{Inner: 0, Outer: c.x.own, Count: 1}:
+		case c.x.sub.Count > 0 && c.m == IDMap{Inner: 0, Outer: c.x.sub.Outer, Count: c.x.sub.Count}:
+			// auto: the range, asked for.
+			if !tools {
+				return false, uid, gid, fieldErr(c.x.field, "mapping your range in %s needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)", c.x.file)
+			}
+			if !useRanges {
+				return false, uid, gid, fieldErr(c.x.field, "your range in %s needs one in %s too", c.x.file, map[string]string{"/etc/subuid": "/etc/subgid", "/etc/subgid": "/etc/subuid"}[c.x.file])
+			}
+		default:
+			return false, uid, gid, fieldErr(c.x.field, "without root the level's map is fixed: its root is you (id %d), and ids from 1 on your range in %s, if you have one; leave the map out, or use auto", c.x.own, c.x.file)
+		}
+		out[i] = IDMap{Inner: 0, Outer: 0, Count: 1}
+		if useRanges {
+			out[i].Count += c.x.sub.Count
+		}
+	}
+	return useRanges, out[0], out[1], nil
+}
+
+// mapRanges gives the launcher's user namespace (process pid) the
+// caller's ids and subordinate ranges, through the setuid newuidmap and
+// newgidmap (the kernel takes a range from a user only so).
+func mapRanges(pid int) error {
+	uids, gids := callerIDs()
+	for _, x := range []ids{uids, gids} {
+		args := []string{strconv.Itoa(pid), "0", strconv.Itoa(x.own), "1", "1", strconv.Itoa(x.sub.Outer), strconv.Itoa(x.sub.Count)}
+		if out, err := exec.Command(x.tool, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", x.tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }

@@ -598,8 +598,8 @@ func cloneAttr(cfg Config) *syscall.SysProcAttr {
 		// The init stage copies its mount namespace itself, once the
 		// launcher has put in place what it must hold locked.
 		attr.Cloneflags = attr.Cloneflags&^unix.CLONE_NEWNS | unix.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.UIDMap.Inner, HostID: cfg.UIDMap.Outer, Size: cfg.UIDMap.Count}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: cfg.GIDMap.Inner, HostID: cfg.GIDMap.Outer, Size: cfg.GIDMap.Count}}
+		attr.UidMappings = sysMaps(cfg.UIDMap, "/proc/self/uid_map")
+		attr.GidMappings = sysMaps(cfg.GIDMap, "/proc/self/gid_map")
 		attr.GidMappingsEnableSetgroups = cfg.AllowSetgroups
 		// Without it the child keeps its host uid and host-root DAC.
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/moby/sys/user"
 	"github.com/moby/sys/userns"
@@ -28,6 +30,15 @@ var defaultRange = IDMap{Inner: 0, Outer: 100000, Count: 65536}
 // can be read as the other), or "auto" for root's range in /etc/subuid
 // (or /etc/subgid), else 100000:65536, mapped from 0.
 func ParseIDMap(s, subFile string) (IDMap, error) {
+	if s == "auto" && NeedsRootless() {
+		// A user's own range (StartRootless checks and maps it).
+		uids, gids := callerIDs()
+		x := map[bool]ids{true: gids, false: uids}[subFile == "/etc/subgid"]
+		if x.sub.Count == 0 {
+			return IDMap{}, fmt.Errorf("auto: %s gives you no subordinate range", x.file)
+		}
+		return IDMap{Inner: 0, Outer: x.sub.Outer, Count: x.sub.Count}, nil
+	}
 	if s == "auto" {
 		if r, ok := subRange(subFile); ok {
 			return r, nil
@@ -63,7 +74,7 @@ func ParseIDMap(s, subFile string) (IDMap, error) {
 	}
 	// /etc/subuid speaks of the host's ids; inside a user namespace (a
 	// nested level) Validate checks the range against its map instead.
-	if r, ok := subRange(subFile); ok && initialUserNS() && (m.Outer < r.Outer || m.Outer+m.Count > r.Outer+r.Count) {
+	if r, ok := subRange(subFile); ok && initialUserNS() && !NeedsRootless() && (m.Outer < r.Outer || m.Outer+m.Count > r.Outer+r.Count) {
 		return IDMap{}, fmt.Errorf("map %q: host ids %d-%d are not root's subordinate range %d-%d in %s", s, m.Outer, m.Outer+m.Count-1, r.Outer, r.Outer+r.Count-1, subFile)
 	}
 	return m, nil
@@ -122,8 +133,10 @@ var errNoUserNS = errors.New("needs Config.User")
 func mappedHere(m IDMap, mapText, file string) error {
 	var have []string
 	hint := ""
-	// Our own map: our ids are its Inner column.
-	for _, e := range parseIDMaps(mapText) {
+	// Our own map: our ids are its Inner column, extents that follow
+	// each other one run (a rootless launcher's: its user, then the
+	// user's range).
+	for _, e := range runs(parseIDMaps(mapText)) {
 		if m.Outer >= e.Inner && m.Outer+m.Count <= e.Inner+e.Count {
 			return nil
 		}
@@ -137,4 +150,45 @@ func mappedHere(m IDMap, mapText, file string) error {
 	}
 	return fmt.Errorf("ids %d-%d are not mapped in this user namespace (it has %s, as %s says): choose a range inside it%s",
 		m.Outer, m.Outer+m.Count-1, strings.Join(have, ", "), file, hint)
+}
+
+// runs joins the extents of a map whose inner ids follow each other.
+func runs(ms []IDMap) []IDMap {
+	slices.SortFunc(ms, func(a, b IDMap) int { return a.Inner - b.Inner })
+	var out []IDMap
+	for _, m := range ms {
+		if n := len(out); n > 0 && out[n-1].Inner+out[n-1].Count == m.Inner {
+			out[n-1].Count += m.Count
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// sysMaps is m as the kernel takes it: one line for each extent of this
+// process's own map (file) that m's outer ids fall in, since no line may
+// span two (a rootless launcher's map has its user, then the range).
+func sysMaps(m IDMap, file string) []syscall.SysProcIDMap {
+	b, _ := os.ReadFile(file)
+	var out []syscall.SysProcIDMap
+	in, outer, left := m.Inner, m.Outer, m.Count
+	own := parseIDMaps(string(b))
+	slices.SortFunc(own, func(a, b IDMap) int { return a.Inner - b.Inner })
+	for _, e := range own {
+		if left == 0 {
+			break
+		}
+		if outer < e.Inner || outer >= e.Inner+e.Count {
+			continue
+		}
+		n := min(left, e.Inner+e.Count-outer)
+		out = append(out, syscall.SysProcIDMap{ContainerID: in, HostID: outer, Size: n})
+		in, outer, left = in+n, outer+n, left-n
+	}
+	if left > 0 || len(out) == 0 {
+		// Not all in our map: as given, for the kernel to refuse.
+		return []syscall.SysProcIDMap{{ContainerID: m.Inner, HostID: m.Outer, Size: m.Count}}
+	}
+	return out
 }

@@ -189,10 +189,26 @@ func helper(name string, args []string) int {
 		}
 		fmt.Println(int64(median(ds)))
 		return 0
-	case "asuser": // asuser CGROUPDIR UID CMD...: move into cgroup2 CGROUPDIR, become UID (gid too, no groups), exec CMD
+	case "asuser": // asuser CGROUPDIR UID CMD...: move into cgroup2 CGROUPDIR, become UID (gid too, no groups), exec CMD; $CLU_SUBIDS, if set, is bound over /etc/subuid and /etc/subgid in a mount namespace of its own
 		if err := os.WriteFile(filepath.Join(args[0], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
+		}
+		if f := os.Getenv("CLU_SUBIDS"); f != "" {
+			runtime.LockOSThread() // the exec below keeps this thread's namespaces
+			err := unix.Unshare(unix.CLONE_NEWNS)
+			if err == nil {
+				err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+			}
+			for _, etc := range []string{"/etc/subuid", "/etc/subgid"} {
+				if err == nil {
+					err = unix.Mount(f, etc, "", unix.MS_BIND, "")
+				}
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "subids:", err)
+				return 2
+			}
 		}
 		id, _ := strconv.Atoi(args[1])
 		if err := syscall.Setgroups(nil); err != nil {

@@ -363,7 +363,8 @@ func TestCheck(t *testing.T) {
 	c := exec.Command(bin, "check")
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, _ := c.CombinedOutput()
-	if c.ProcessState.ExitCode() != 125 || !strings.Contains(string(out), "not root") {
+	// A user who is not root, in a cgroup no one delegated to them.
+	if c.ProcessState.ExitCode() != 125 || !strings.Contains(string(out), "no cgroup is delegated to you") {
 		t.Errorf("check as nobody: exit %d: %s", c.ProcessState.ExitCode(), out)
 	}
 }

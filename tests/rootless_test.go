@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	osuser "os/user"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -342,4 +344,65 @@ func TestRootlessNested(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); got != "0::/init" {
 		t.Errorf("inside the nested level: %q, want 0::/init; %s", got, errb.String())
 	}
+}
+
+// A user whom /etc/subuid and /etc/subgid give a range gets it in the
+// level, from id 1 on, through newuidmap and newgidmap; their own id
+// stays the level's root. Asked for (auto) without newuidmap, one line
+// says to install it.
+func TestRootlessRanges(t *testing.T) {
+	requires(t, "root", "cgroupns", "cgroup2")
+	for _, tool := range []string{"newuidmap", "newgidmap", "/etc/subuid", "/etc/subgid"} {
+		if _, err := exec.LookPath(tool); err != nil && !strings.HasPrefix(tool, "/") {
+			needsProgram(t, tool, "apt-get install uidmap")
+		} else if _, err := os.Stat(tool); strings.HasPrefix(tool, "/") && err != nil {
+			needsProgram(t, tool, "apt-get install passwd")
+		}
+	}
+	noLeaks(t)
+	name := fmt.Sprint(user)
+	if u, err := osuser.LookupId(name); err == nil {
+		name = u.Username
+	} else {
+		// newuidmap asks the passwd database who the caller is: a fact
+		// of the machine's accounts, a skip even under CL_UNSHARE_NO_SKIP.
+		t.Skipf("needs a passwd entry for uid %s, which newuidmap looks up (useradd -u %s someone)", name, name)
+	}
+	subids := filepath.Join(t.TempDir(), "subids")
+	if err := os.WriteFile(subids, []byte(name+":300000:65536\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	file := filepath.Join(xdg, "owned")
+	for _, args := range [][]string{nil, {"--map-users", "auto", "--map-groups", "auto"}} {
+		os.Remove(file)
+		cmd := asUser(t, dir, xdg, append(args, "--", "sh", "-c", "cat /proc/self/uid_map; touch "+file+" && chown 5:7 "+file)...)
+		cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids)
+		out, err := cmd.CombinedOutput()
+		if f := strings.Fields(string(out)); err != nil || len(f) != 6 || strings.Join(f, " ") != "0 0 1 1 1 65536" {
+			t.Errorf("%v: the level's uid_map: %q, %v (want 0 0 1 and 1 1 65536)", args, out, err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(file, &st); err != nil || st.Uid != 300004 || st.Gid != 300006 {
+			t.Errorf("%v: chown 5:7 inside made %d:%d on the host, want 300004:300006 (%v)", args, st.Uid, st.Gid, err)
+		}
+	}
+	os.Remove(file)
+	cmd := asUser(t, dir, xdg, "--map-users", "auto", "--", "true")
+	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids, "PATH=/nonexistent")
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 125 || !oneLine(string(out), "needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)") {
+		t.Errorf("auto without newuidmap: exit %d, %q", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// needsProgram skips a test that needs a program the machine lacks: in
+// the VM's busybox guest always (it has none of the uidmap package),
+// elsewhere unless CL_UNSHARE_NO_SKIP forbids it.
+func needsProgram(t *testing.T, what, install string) {
+	t.Helper()
+	if os.Getenv("CL_UNSHARE_NO_SKIP") != "" && os.Getenv("CLU_VM_GUEST") == "" {
+		t.Fatalf("needs %s (%s), and CL_UNSHARE_NO_SKIP forbids skipping", what, install)
+	}
+	t.Skipf("needs %s (%s)", what, install)
 }
