@@ -600,7 +600,13 @@ func collect(runDir string, s *State) (string, error) {
 			return "", err
 		}
 	}
-	if err := detachNoFollow(s.LevelDir); err != nil {
+	if s.Rootless && NeedsRootless() {
+		// Nothing of it is mounted here, where its user may mount nothing:
+		// its run directory holds the links into its launcher's namespace.
+		if err := unlinkMirror(s.LevelDir); err != nil {
+			return "", err
+		}
+	} else if err := detachNoFollow(s.LevelDir); err != nil {
 		return "", err
 	}
 	if err := unix.Rmdir(s.LevelDir); err != nil && !errors.Is(err, unix.ENOENT) {

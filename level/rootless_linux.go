@@ -131,8 +131,11 @@ func StartRootless(cfg Config, args []string) (int, error) {
 		cmd.Env[len(cmd.Env)-3] = fmt.Sprintf("%s=wait:%d", rootlessEnv, 2+len(cmd.ExtraFiles))
 		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
 	}
+	// SIGINT and SIGQUIT come from the terminal, which sends them to the
+	// launcher in the namespace as well: not passed on twice (system(3)).
+	signal.Ignore(unix.SIGINT, unix.SIGQUIT)
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return 0, userNSError(err)

@@ -190,7 +190,9 @@ func helper(name string, args []string) int {
 		fmt.Println(int64(median(ds)))
 		return 0
 	case "asuser": // asuser CGROUPDIR UID CMD...: move into cgroup2 CGROUPDIR, become UID (gid too, no groups), exec CMD; $CLU_SUBIDS, if set, is bound over /etc/subuid and /etc/subgid in a mount namespace of its own
-		if err := os.WriteFile(filepath.Join(args[0], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		if args[0] == "" {
+			// No cgroup to move into (a legacy host has no cgroup2).
+		} else if err := os.WriteFile(filepath.Join(args[0], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,14 +149,24 @@ func runAsUser(t *testing.T, dir, xdg string, args ...string) result {
 // /sys/fs/cgroup, limits on its outer cgroup, and a mirror they can read
 // at RUN/levels/NAME/cgroup; list and kill work on it; nothing is left.
 func TestRootless(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	rootlessHost(t)
 	noLeaks(t)
 	dir, xdg := delegated(t, true), runtimeDir(t)
 	run := filepath.Join(xdg, "cl-unshare")
 	have, _ := cgroup.Fields(dir, "cgroup.controllers")
 	var limits []string
+	want := map[string]string{} // outer cgroup file -> what the limits make it
 	if slices.Contains(have, "memory") && slices.Contains(have, "pids") {
 		limits = []string{"--memory", "64M", "--pids-max", "40"}
+		want["memory.max"], want["pids.max"] = "67108864", "40"
+		if slices.Contains(have, "cpu") {
+			limits = append(limits, "--cpus", "0.5", "--cpu-weight", "50")
+			want["cpu.max"], want["cpu.weight"] = "50000 100000", "50"
+		}
+		if slices.Contains(have, "cpuset") {
+			limits = append(limits, "--cpuset-cpus", "0")
+			want["cpuset.cpus"] = "0"
+		}
 	} else {
 		// A hybrid host's cgroup2 has no controllers: a limit is refused,
 		// naming the cgroup that would have to offer it.
@@ -165,7 +176,9 @@ func TestRootless(t *testing.T) {
 		}
 	}
 	ready := filepath.Join(xdg, "ready")
-	script := fmt.Sprintf(`id -u; tail -n 1 /proc/self/cgroup; mkdir /sys/fs/cgroup/made-inside && touch %s && sleep 60`, ready)
+	// A cgroupfs mounted after the start (over a child cgroup, extra)
+	// shows the level's own root, made-inside and all, to the user.
+	script := fmt.Sprintf(`id -u; tail -n 1 /proc/self/cgroup; mkdir /sys/fs/cgroup/made-inside /sys/fs/cgroup/extra && mount -t cgroup2 none /sys/fs/cgroup/extra && touch %s && sleep 60`, ready)
 	cmd := asUser(t, dir, xdg, append(append([]string{"--name", "rl"}, limits...), "--", "sh", "-c", script)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -188,7 +201,7 @@ func TestRootless(t *testing.T) {
 	// The launcher copies the level's mounts to its own mirror soon after
 	// (package mirror), and the links show that.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		_, err := os.Stat(filepath.Join(mirror, "made-inside", "cgroup.procs"))
+		_, err := os.Stat(filepath.Join(mirror, "extra", "made-inside", "cgroup.procs"))
 		if err == nil {
 			break
 		}
@@ -198,14 +211,12 @@ func TestRootless(t *testing.T) {
 		}
 	}
 	outer := filepath.Join(dir, "rl")
-	if len(limits) > 0 {
-		if b, _ := os.ReadFile(filepath.Join(outer, "memory.max")); strings.TrimSpace(string(b)) != "67108864" {
-			t.Errorf("outer memory.max = %q, want 67108864", b)
+	for f, v := range want {
+		if b, _ := os.ReadFile(filepath.Join(outer, f)); strings.TrimSpace(string(b)) != v {
+			t.Errorf("outer %s = %q, want %q", f, b, v)
 		}
-		if b, _ := os.ReadFile(filepath.Join(outer, "pids.max")); strings.TrimSpace(string(b)) != "40" {
-			t.Errorf("outer pids.max = %q, want 40", b)
-		}
-	} else if _, err := os.Stat(outer); err != nil {
+	}
+	if _, err := os.Stat(outer); err != nil {
 		t.Errorf("no outer cgroup at %s: %v", outer, err)
 	}
 	cli := cliLeaf(t, dir)
@@ -217,13 +228,14 @@ func TestRootless(t *testing.T) {
 	}
 	// exec enters the level's user namespace too (the user may enter no
 	// other without it), and its cgroups.
-	r := runAsUser(t, cli, xdg, "exec", "rl", "--", "sh", "-c", "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; tail -n 1 /proc/self/cgroup")
+	// As for any --user level, as its root with no capabilities.
+	r := runAsUser(t, cli, xdg, "exec", "rl", "--", "sh", "-c", "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; tail -n 1 /proc/self/cgroup; grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status")
 	var cmdPID int
 	if b, err := os.ReadFile(filepath.Join(outer, "level", "init", "cgroup.procs")); err == nil {
 		fmt.Sscan(string(b), &cmdPID)
 	}
 	nsOf := func(kind string) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", cmdPID, kind)); return l }
-	if want := fmt.Sprintf("0\n%s\n%s\n0::/init\n", nsOf("user"), nsOf("mnt")); r.code != 0 || cmdPID == 0 || r.stdout != want {
+	if want := fmt.Sprintf("0\n%s\n%s\n0::/init\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n", nsOf("user"), nsOf("mnt")); r.code != 0 || cmdPID == 0 || r.stdout != want {
 		t.Errorf("exec as the user: exit %d, %q %q; want %q", r.code, r.stdout, r.stderr, want)
 	}
 	// From outside the delegated subtree the kernel refuses the move.
@@ -243,10 +255,21 @@ func TestRootless(t *testing.T) {
 			t.Errorf("outer memory.max after update = %q, want 33554432", b)
 		}
 	}
+	events := asUser(t, cli, xdg, "events", "rl")
+	var evOut bytes.Buffer
+	events.Stdout, events.Stderr = &evOut, &evOut
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer events.Process.Kill()
+	time.Sleep(200 * time.Millisecond) // events is reading the level
 	if r := runAsUser(t, cli, xdg, "kill", "rl"); r.code != 0 {
 		t.Errorf("kill as the user: exit %d, %q", r.code, r.stderr)
 	}
 	err := cmd.Wait()
+	if err := events.Wait(); err != nil || !strings.Contains(evOut.String(), `"exit"`) {
+		t.Errorf("events as the user: %v, %q (want an exit event)", err, evOut.String())
+	}
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) < 2 || lines[0] != "0" || !strings.HasPrefix(lines[1], "0::/") || strings.Contains(lines[1], testParent) {
 		t.Errorf("inside: %q (want uid 0 and a cgroup line rooted at the level), %v %s", out.String(), err, errb.String())
 	}
@@ -260,7 +283,7 @@ func TestRootless(t *testing.T) {
 // check, as the user, says where their levels go and which v1
 // hierarchies they do without.
 func TestRootlessCheck(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	rootlessHost(t)
 	dir, xdg := delegated(t, true), runtimeDir(t)
 	r := runAsUser(t, dir, xdg, "check")
 	if r.code != 0 || !strings.Contains(r.stdout, "levels go:    cgroup2        under "+dir+"\n") || !strings.Contains(r.stdout, "enforcement:  rootless: ") {
@@ -278,7 +301,7 @@ func TestRootlessCheck(t *testing.T) {
 
 // Where a user cannot have a level, one line says what to do, exit 125.
 func TestRootlessRefused(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	rootlessHost(t)
 	noLeaks(t)
 	xdg := runtimeDir(t)
 	for _, c := range []struct {
@@ -300,7 +323,7 @@ func TestRootlessRefused(t *testing.T) {
 // A rootless level nests as any level does: the nested one's cgroup
 // mounts show to the user under the outer one's links.
 func TestRootlessNested(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	rootlessHost(t)
 	noLeaks(t)
 	dir, xdg := delegated(t, true), runtimeDir(t)
 	ready := filepath.Join(xdg, "ready")
@@ -351,7 +374,7 @@ func TestRootlessNested(t *testing.T) {
 // stays the level's root. Asked for (auto) without newuidmap, one line
 // says to install it.
 func TestRootlessRanges(t *testing.T) {
-	requires(t, "root", "cgroupns", "cgroup2")
+	rootlessHost(t)
 	for _, tool := range []string{"newuidmap", "newgidmap", "/etc/subuid", "/etc/subgid"} {
 		if _, err := exec.LookPath(tool); err != nil && !strings.HasPrefix(tool, "/") {
 			needsProgram(t, tool, "apt-get install uidmap")
@@ -405,4 +428,90 @@ func needsProgram(t *testing.T, what, install string) {
 		t.Fatalf("needs %s (%s), and CL_UNSHARE_NO_SKIP forbids skipping", what, install)
 	}
 	t.Skipf("needs %s (%s)", what, install)
+}
+
+// A rootless level whose launcher was killed is the user's to collect:
+// gc removes its cgroups, record and run directory (links, not mounts).
+func TestRootlessGC(t *testing.T) {
+	rootlessHost(t)
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	run := filepath.Join(xdg, "cl-unshare")
+	cmd := asUser(t, dir, xdg, "--name", "gone", "--", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var rec struct {
+		Supervisor struct{ PID int } `json:"supervisor"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); rec.Supervisor.PID == 0; time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(run, "state", "gone.json")); err == nil && bytes.Contains(b, []byte(`"cmd"`)) {
+			_ = json.Unmarshal(b, &rec)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the level did not start")
+		}
+	}
+	// The launcher in its namespace, a child of the one on the host.
+	if err := syscall.Kill(rec.Supervisor.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	r := runAsUser(t, cliLeaf(t, dir), xdg, "gc")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed level gone") {
+		t.Errorf("gc as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	for _, p := range []string{filepath.Join(dir, "gone"), filepath.Join(run, "levels", "gone"), filepath.Join(run, "state", "gone.json")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is left after gc", p)
+		}
+	}
+}
+
+// With user namespaces switched off, a user's level fails with one line
+// that names the sysctl.
+func TestRootlessNoUserNS(t *testing.T) {
+	rootlessHost(t)
+	if os.Getenv("CLU_VM_GUEST") == "" {
+		// Not a machine-wide switch to flip on a shared host.
+		t.Skip("switches user namespaces off for the whole machine: run only in the VM guest, a machine of its own (make test-vm)")
+	}
+	const knob = "/proc/sys/user/max_user_namespaces"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0) })
+	if err := os.WriteFile(knob, []byte("0"), 0); err != nil {
+		t.Fatal(err)
+	}
+	r := runAsUser(t, delegated(t, true), runtimeDir(t), "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "sysctl user.max_user_namespaces is 0") {
+		t.Errorf("without user namespaces: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// rootlessHost holds a rootless test to a host with cgroup v2, the only
+// kind a user who is not root may have levels on; a legacy host's
+// refusal is TestRootlessLegacy's.
+func rootlessHost(t *testing.T) {
+	t.Helper()
+	requires(t, "root", "cgroupns")
+	if hierarchy(t, "cgroup2") == nil {
+		t.Skip("a legacy (v1-only) host has no level for a user who is not root: TestRootlessLegacy checks that it says so")
+	}
+}
+
+// On a legacy host a user's level is refused with one line.
+func TestRootlessLegacy(t *testing.T) {
+	requires(t, "root", "cgroupns")
+	if hierarchy(t, "cgroup2") != nil {
+		t.Skip("this host has cgroup v2: TestRootless covers it")
+	}
+	noLeaks(t)
+	r := runAsUser(t, "", runtimeDir(t), "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "this host has no cgroup v2 hierarchy") {
+		t.Errorf("on a legacy host: exit %d, %q", r.code, r.stderr)
+	}
 }

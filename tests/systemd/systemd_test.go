@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -289,4 +290,63 @@ func TestLoginScope(t *testing.T) {
 		t.Errorf("the level's cgroup2 cgroups %+v, want the outer one at %s/%s, beside the scope", ready.Cgroups, slice, name)
 	}
 	gone(t, name, slice)
+}
+
+// A user who is not root, through README's line: systemd-run --user
+// --scope -p Delegate=yes under their own user manager (user@UID), whose
+// subtree systemd delegated to them. The level's cgroups are made in the
+// scope, its limit is on the outer one, its mirror is the user's to read
+// while it runs, and nothing is left when it ends.
+func TestUserScope(t *testing.T) {
+	requireSystemd(t)
+	u, err := user.LookupId("1000")
+	if err != nil {
+		t.Skipf("needs an account with uid 1000 for a user manager to run as (useradd -u 1000 someone): %v", err)
+	}
+	must(t, "systemctl", "start", "user@1000.service")
+	t.Cleanup(func() { run(t, "systemctl", "stop", "user@1000.service") })
+	xdg, dir := "/run/user/1000", t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	cmd := exec.Command("setpriv", "--reuid", "1000", "--regid", u.Gid, "--init-groups", "env", "XDG_RUNTIME_DIR="+xdg,
+		"DBUS_SESSION_BUS_ADDRESS=unix:path="+xdg+"/bus", "systemd-run", "--user", "--scope", "--quiet", "-p", "Delegate=yes",
+		bin, "--name", "mine", "--memory", "48M", "--", "sh", "-c",
+		"id -u; tail -n 1 /proc/self/cgroup; cat /sys/fs/cgroup/memory.max; touch "+dir+"/ready; while [ ! -e "+dir+"/go ]; do sleep 0.05; done")
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(dir + "/ready"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-run --user --scope cl-unshare did not start the level: %s", buf.String())
+		}
+	}
+	// The user's mirror: links into the launcher's mount namespace.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := os.Stat(xdg + "/cl-unshare/levels/mine/cgroup/cgroup.procs")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the user's mirror: %v", err)
+			break
+		}
+	}
+	os.WriteFile(dir+"/go", nil, 0o644)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("systemd-run --user --scope cl-unshare: %v\n%s", err, buf.String())
+	}
+	if want := "0\n0::/init\n50331648\n"; buf.String() != want {
+		t.Errorf("inside the user's level: %q, want %q", buf.String(), want)
+	}
+	for _, p := range []string{xdg + "/cl-unshare/levels/mine", xdg + "/cl-unshare/state/mine.json"} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is left", p)
+		}
+	}
 }
