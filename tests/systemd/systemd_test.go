@@ -303,7 +303,14 @@ func TestUserScope(t *testing.T) {
 	if err != nil {
 		t.Skipf("needs an account with uid 1000 for a user manager to run as (useradd -u 1000 someone): %v", err)
 	}
-	must(t, "systemctl", "start", "user@1000.service")
+	// The suite's target starts no bus and no logind: a user manager,
+	// and systemd-run --user's bus to it, need both, as on a login.
+	for _, u := range []string{"dbus.socket", "systemd-logind.service", "user@1000.service"} {
+		if out, err := run(t, "systemctl", "start", u); err != nil {
+			j, _ := run(t, "journalctl", "-b", "--no-pager", "-n", "40")
+			t.Fatalf("systemctl start %s: %v\n%s\n%s", u, err, out, j)
+		}
+	}
 	t.Cleanup(func() { run(t, "systemctl", "stop", "user@1000.service") })
 	xdg, dir := "/run/user/1000", t.TempDir()
 	os.Chmod(dir, 0o777)
