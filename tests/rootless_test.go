@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
+	"github.com/cl-unshare/cl-unshare/procview"
 )
 
 // user is the id rootless tests run cl-unshare as: the first one useradd
@@ -513,5 +514,26 @@ func TestRootlessLegacy(t *testing.T) {
 	r := runAsUser(t, "", runtimeDir(t), "--", "true")
 	if r.code != 125 || !oneLine(r.stderr, "this host has no cgroup v2 hierarchy") {
 		t.Errorf("on a legacy host: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// --proc-view works for a user too: the launcher in its own user
+// namespace may mount FUSE, and the view follows the level's limits.
+func TestRootlessProcView(t *testing.T) {
+	rootlessHost(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Fatalf("no /dev/fuse: %v", err)
+	}
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	have, _ := cgroup.Fields(dir, "cgroup.controllers")
+	args, want := []string{"--proc-view"}, ""
+	if slices.Contains(have, "memory") {
+		args, want = append(args, "--memory", "64M"), "MemTotal:          65536 kB"
+	}
+	r := runAsUser(t, dir, xdg, append(args, "--", "sh", "-c", "grep -c clu-procview /proc/self/mountinfo; grep MemTotal /proc/meminfo")...)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 2 || lines[0] != fmt.Sprint(len(procview.Files)) || want != "" && lines[1] != want {
+		t.Errorf("--proc-view as the user: exit %d, %q %q (want a mount for each file of the view and %q)", r.code, r.stdout, r.stderr, want)
 	}
 }
