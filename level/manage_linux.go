@@ -48,13 +48,16 @@ type Info struct {
 	Mirror      []string `json:"mirror,omitempty"` // "MOUNTPOINT FSTYPE ROOT" as the caller sees them
 	Enforcement string   `json:"enforcement,omitempty"`
 
-	state   *State
-	dir     string  // its run directory as the caller sees it
-	depth   int     // 0 for a level of the caller's run directory
-	user    *UserNS // the --user level it is or is nested below, if any
-	missing bool    // no record: removed, or never there
-	budget  *budget // what is left to read below its top level
-	parent  *Info   // the level it is nested in (found by Find only)
+	state *State
+	dir   string  // its run directory as the caller sees it
+	depth int     // 0 for a level of the caller's run directory
+	user  *UserNS // the --user level it is or is nested below, if any
+	// rootless: it is, or is nested below, a level of a user who is not
+	// root, whose levels see cgroup2 at /sys/fs/cgroup whatever the host.
+	rootless bool
+	missing  bool    // no record: removed, or never there
+	budget   *budget // what is left to read below its top level
+	parent   *Info   // the level it is nested in (found by Find only)
 }
 
 // Paths are a level's cgroups in one hierarchy.

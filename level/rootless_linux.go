@@ -330,6 +330,25 @@ func linkMirror(levelDir string) error {
 	return nil
 }
 
+// rootlessRunDir is where a caller who is not root finds the run
+// directory of top-level level dir: in its launcher's mount namespace,
+// where the links linkMirror made lead (the same directory, mounted
+// there), else dir itself.
+func rootlessRunDir(dir string) string {
+	if !NeedsRootless() {
+		return dir
+	}
+	target, err := os.Readlink(filepath.Join(dir, "levels"))
+	if err != nil {
+		return dir
+	}
+	pid, rest, ok := strings.Cut(strings.TrimPrefix(target, "/proc/"), "/root")
+	if _, err := strconv.Atoi(pid); err != nil || !ok || rest != filepath.Join(dir, "levels") {
+		return dir // not a link linkMirror made
+	}
+	return "/proc/" + pid + "/root" + dir
+}
+
 // unlinkMirror removes what linkMirror made, and only links.
 func unlinkMirror(levelDir string) error {
 	for _, name := range []string{"cgroup", "levels"} {

@@ -152,7 +152,7 @@ func (w *walker) top(name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := &Info{Name: name, dir: filepath.Join(w.runDir, "levels", name), state: s, user: s.User,
+	i := &Info{Name: name, dir: filepath.Join(w.runDir, "levels", name), state: s, user: s.User, rootless: s.Rootless,
 		budget: &budget{nodes: maxNested, bytes: maxBytes}}
 	if s.LevelDir != i.dir {
 		return w.invalid(i, fmt.Errorf("recorded run directory %s is not %s", s.LevelDir, i.dir)), nil
@@ -213,7 +213,7 @@ func (w *walker) children(i *Info) []Info {
 // in directories the levels own, walked without following anything.
 func (w *walker) openRunDir(i *Info) (int, error) {
 	top, rel, _ := strings.Cut(strings.TrimPrefix(i.dir, filepath.Join(w.runDir, "levels")+"/"), "/")
-	fd, err := unix.Open(filepath.Join(w.runDir, "levels", top), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(rootlessRunDir(filepath.Join(w.runDir, "levels", top)), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil || rel == "" {
 		return fd, err
 	}
@@ -224,7 +224,7 @@ func (w *walker) openRunDir(i *Info) (int, error) {
 // child reads and checks the record of level name nested in p, whose run
 // directory is open as pdir. What fails a check comes back as Invalid.
 func (w *walker) child(p *Info, pdir int, name string) *Info {
-	i := &Info{Name: name, dir: filepath.Join(p.dir, "levels", name), depth: p.depth + 1, user: p.user, budget: p.budget}
+	i := &Info{Name: name, dir: filepath.Join(p.dir, "levels", name), depth: p.depth + 1, user: p.user, rootless: p.rootless, budget: p.budget}
 	if i.depth > MaxDepth {
 		return w.invalid(i, fmt.Errorf("nested more than %d levels deep", MaxDepth))
 	}
@@ -297,6 +297,9 @@ func (w *walker) nestedCgroups(s *State, p *Info) (map[string]Paths, error) {
 		mnt, ok := w.mountOf(h)
 		if !ok {
 			return nil, fmt.Errorf("hierarchy %q is not mounted under %s here", h, mounts.CgroupRoot)
+		}
+		if p.rootless && h == "cgroup2" {
+			mnt = mounts.CgroupRoot // the level's own layout (withoutV1)
 		}
 		rel, err := belowMount(s.Outer[h], mnt)
 		if err != nil {

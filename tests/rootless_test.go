@@ -361,7 +361,15 @@ func TestRootlessNested(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "outer", "level", "inner", "level")); err != nil {
 		t.Errorf("the nested level's cgroup is not below the outer one's: %v", err)
 	}
-	if r := runAsUser(t, cliLeaf(t, dir), xdg, "kill", "outer"); r.code != 0 {
+	// list, inspect and exec reach the nested level through the links.
+	cli := cliLeaf(t, dir)
+	if r := runAsUser(t, cli, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "  inner  running") {
+		t.Errorf("list as the user does not show the nested level running: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runAsUser(t, cli, xdg, "exec", "outer/inner", "--", "sh", "-c", "tail -n 1 /proc/self/cgroup"); r.code != 0 || r.stdout != "0::/init\n" {
+		t.Errorf("exec into the nested level as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runAsUser(t, cli, xdg, "kill", "outer"); r.code != 0 {
 		t.Errorf("kill as the user: exit %d, %q", r.code, r.stderr)
 	}
 	cmd.Wait()
