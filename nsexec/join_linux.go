@@ -24,6 +24,17 @@ func join(c *Config) (string, error) {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return StepJoin, fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
+	// Read now, while /proc is the caller's: once in the level's mount
+	// namespace it is the level's, which could fake what it says. Only a
+	// caller who is not root (one that hopped into the level's user
+	// namespace) may skip a namespace it is in already: root enters all.
+	same := map[int]bool{}
+	if c.HoppedUser {
+		for fd, name := range map[int]string{JoinNetNSFD: "network", JoinUTSNSFD: "uts", JoinIPCNSFD: "ipc"} {
+			same[fd] = sameNS(fd, name)
+		}
+	}
+	denied = setgroupsDenied()
 	if err := unix.Setns(JoinCgroupNSFD, unix.CLONE_NEWCGROUP); err != nil {
 		return StepJoin, fmt.Errorf("setns cgroup namespace: %w", err)
 	}
@@ -39,7 +50,7 @@ func join(c *Config) (string, error) {
 	}{{JoinNetNSFD, unix.CLONE_NEWNET, "network"}, {JoinUTSNSFD, unix.CLONE_NEWUTS, "uts"}, {JoinIPCNSFD, unix.CLONE_NEWIPC, "ipc"}} {
 		// The host's own where the level made none: a caller who is not
 		// root is in it already, and may not enter it again.
-		if !sameNS(ns.fd, ns.name) {
+		if !same[ns.fd] {
 			if err := unix.Setns(ns.fd, ns.flag); err != nil {
 				return StepJoin, fmt.Errorf("setns %s namespace: %w", ns.name, err)
 			}
@@ -96,7 +107,7 @@ func dropTo(ids HostIDs) error {
 		return fmt.Errorf("empty the bounding and ambient capability sets: %w", err)
 	}
 	// The syscall package's versions change every thread, not just this.
-	if err := syscall.Setgroups(nil); err != nil && !setgroupsDenied() {
+	if err := syscall.Setgroups(nil); err != nil && !denied {
 		return fmt.Errorf("setgroups: %w", err)
 	}
 	if err := syscall.Setresgid(ids.GID, ids.GID, ids.GID); err != nil {
@@ -138,6 +149,9 @@ func sameNS(fd int, name string) bool {
 	var a, b unix.Stat_t
 	return file != "" && unix.Fstat(fd, &a) == nil && unix.Stat("/proc/self/ns/"+file, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
 }
+
+// denied is setgroupsDenied, read by join before it enters the level.
+var denied bool
 
 // setgroupsDenied reports whether this user namespace forbids setgroups
 // (a rootless level's: its creator could map its gid only so). The

@@ -161,7 +161,7 @@ func mainTimeHop() (*Config, error) {
 	}
 	// In it now.
 	if os.Args[1] == UserHopArg {
-		c.JoinUser = false
+		c.JoinUser, c.HoppedUser = false, true
 	} else {
 		c.JoinTime = false
 	}

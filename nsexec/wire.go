@@ -130,6 +130,9 @@ type Config struct {
 	// hop into the level's user namespace (JoinUserNSFD) before it may
 	// enter the others (see hopIntoUser).
 	JoinUser bool `json:"join_user,omitempty"`
+	// HoppedUser: the stage is in the level's user namespace by
+	// hopIntoUser (set by it, for the stage it starts).
+	HoppedUser bool `json:"hopped_user,omitempty"`
 	// SetUID and SetGID, if set, are the ids CMD runs as (unshare -S,
 	// -G), set after everything else, just before CMD starts; SetGID
 	// also drops the supplementary groups where setgroups is allowed.
