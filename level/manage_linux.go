@@ -603,14 +603,17 @@ func collect(runDir string, s *State) (string, error) {
 			return "", err
 		}
 	}
-	if s.Rootless && NeedsRootless() {
-		// Nothing of it is mounted here, where its user may mount nothing:
-		// its run directory holds the links into its launcher's namespace.
+	if s.Rootless {
+		// Its run directory holds the links into its launcher's (gone)
+		// namespace, and nothing of it is mounted where its user is.
 		if err := unlinkMirror(s.LevelDir); err != nil {
 			return "", err
 		}
-	} else if err := detachNoFollow(s.LevelDir); err != nil {
-		return "", err
+	}
+	if !(s.Rootless && NeedsRootless()) { // a user may unmount nothing here
+		if err := detachNoFollow(s.LevelDir); err != nil {
+			return "", err
+		}
 	}
 	if err := unix.Rmdir(s.LevelDir); err != nil && !errors.Is(err, unix.ENOENT) {
 		return "", fmt.Errorf("remove %s: %w", s.LevelDir, err)

@@ -70,7 +70,9 @@ func NeedsRootless() bool {
 // DefaultRunDir for root, else $XDG_RUNTIME_DIR/cl-unshare (then
 // /run/user/UID/cl-unshare), or what RunDirEnv says.
 func CallerRunDir() string {
-	if d := os.Getenv(RunDirEnv); filepath.IsAbs(d) {
+	// Only where a rootless launcher set it (in its user namespace, or a
+	// user's): host root's default is not an environment's to move.
+	if d := os.Getenv(RunDirEnv); filepath.IsAbs(d) && (os.Geteuid() != 0 || !initialUserNS()) {
 		return filepath.Clean(d)
 	}
 	if os.Geteuid() == 0 {
@@ -139,6 +141,13 @@ func StartRootless(cfg Config, args []string) (int, error) {
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return 0, userNSError(err)
+	}
+	// The caller's descriptors are the inner launcher's now: a ready fd
+	// held open here would never tell the caller the level is ready.
+	for _, f := range cmd.ExtraFiles {
+		if f != nil && f != release {
+			f.Close()
+		}
 	}
 	if release != nil {
 		if err := mapRanges(cmd.Process.Pid); err != nil {

@@ -129,6 +129,27 @@ func asUser(t *testing.T, dir, xdg string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// startUntil starts cmd, its output to out and errb, and waits until it
+// has made file ready; it kills cmd when the test ends.
+func startUntil(t *testing.T, cmd *exec.Cmd, ready string, out, errb *bytes.Buffer) {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the level did not start: %s%s", out.String(), errb.String())
+		}
+	}
+}
+
 // runAsUser runs cl-unshare ARGS as user to the end.
 func runAsUser(t *testing.T, dir, xdg string, args ...string) result {
 	t.Helper()
@@ -182,21 +203,7 @@ func TestRootless(t *testing.T) {
 	script := fmt.Sprintf(`id -u; tail -n 1 /proc/self/cgroup; mkdir /sys/fs/cgroup/made-inside /sys/fs/cgroup/extra && mount -t cgroup2 none /sys/fs/cgroup/extra && touch %s && sleep 60`, ready)
 	cmd := asUser(t, dir, xdg, append(append([]string{"--name", "rl"}, limits...), "--", "sh", "-c", script)...)
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("the level did not start: %s%s", out.String(), errb.String())
-		}
-	}
+	startUntil(t, cmd, ready, &out, &errb)
 	// The host side, as the user sees it.
 	mirror := filepath.Join(run, "levels", "rl", "cgroup")
 	// The launcher copies the level's mounts to its own mirror soon after
@@ -331,21 +338,7 @@ func TestRootlessNested(t *testing.T) {
 	inner := fmt.Sprintf(`tail -n 1 /proc/self/cgroup; mkdir /sys/fs/cgroup/deep && touch %s && sleep 60`, ready)
 	cmd := asUser(t, dir, xdg, "--name", "outer", "--", bin, "--name", "inner", "--", "sh", "-c", inner)
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("the nested level did not start: %s%s", out.String(), errb.String())
-		}
-	}
+	startUntil(t, cmd, ready, &out, &errb)
 	deep := filepath.Join(xdg, "cl-unshare", "levels", "outer", "levels", "inner", "cgroup", "deep")
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		_, err := os.Stat(filepath.Join(deep, "cgroup.procs"))
