@@ -164,6 +164,9 @@ func (c *Config) Validate() error {
 		return fieldErr("Config.RunDir", "%q is not an absolute path", c.RunDir)
 	}
 	c.RunDir = filepath.Clean(c.RunDir)
+	if err := trustRunDir(c.RunDir); err != nil {
+		return err
+	}
 	p, err := cleanParent(c.CgroupParent)
 	if err != nil {
 		return &FieldError{"Config.CgroupParent", err}
@@ -342,6 +345,8 @@ func (c *Config) validatePersist() error {
 			return fieldErr(field, "needs %s (only a namespace of the level's own is kept)", ns.field)
 		case file == "":
 			return fieldErr(field, "no file given")
+		case NeedsRootless() || rootless:
+			return fieldErr(field, "keeping the namespace on %s needs root: a user's level would bind it in its launcher's own mount namespace, which the host does not see (join the level with cl-unshare exec instead)", file)
 		}
 		abs, err := filepath.Abs(file)
 		if err != nil {

@@ -88,9 +88,11 @@ func Join(c JoinConfig) (*Process, error) {
 	if !chosen.Alive() {
 		return nil, fmt.Errorf("level %s: its process %d ended while exec joined it; try again", c.Name, member)
 	}
-	as, err := execAs(i, member)
-	if err != nil {
-		return nil, fmt.Errorf("level %s: %w", c.Name, err)
+	as := &nsexec.HostIDs{} // the root of the user namespace it hops into
+	if !joinUser {
+		if as, err = execAs(i, member); err != nil {
+			return nil, fmt.Errorf("level %s: %w", c.Name, err)
+		}
 	}
 	joinTime := readlinkNS(member, "time") != readlinkNS(os.Getpid(), "time")
 	return startJoin(c, targets, nsFiles, joinPID, joinTime, joinUser, as)
@@ -122,9 +124,12 @@ func joinTargets(i *Info, sub string) (map[string]string, bool) {
 // is not ours: the stage has to hop into it).
 //
 // A caller who is not root enters the level's user namespace too, first
-// (nsexec.JoinUserNSFD): it may enter no other without. Root never does,
-// by the security rule above execAs: it joins as the level's root's host
-// ids instead.
+// (nsexec.JoinUserNSFD): it may enter no other without, and CMD runs as
+// the root of the namespace it entered (the member's: the level's, or
+// one nested in it), so as ids the kernel maps into the caller's own.
+// Its records are the caller's to write, and no id they name is asked
+// for. Root never enters, by the security rule above execAs: it joins as
+// the level's root's host ids instead.
 func openNamespaces(member int, name string, joinUser bool) (files []*os.File, joinPID bool, err error) {
 	kinds := []string{"cgroup", "mnt", "pid", "net", "uts", "ipc"}
 	joinPID = readlinkNS(member, "pid") != readlinkNS(os.Getpid(), "pid")

@@ -350,6 +350,9 @@ func lookup(runDir, name string) (*Info, error) {
 // findLevel finds a level to act on, refusing one whose record failed a
 // check, and adopts its cgroups (nil if none is left).
 func findLevel(runDir, name string) (*Info, *cgroup.Level, error) {
+	if err := trustRunDir(runDir); err != nil {
+		return nil, nil, err
+	}
 	i, err := lookup(runDir, name)
 	if i, err = usable(name, i, err); err != nil {
 		return nil, nil, err
@@ -363,6 +366,9 @@ func findLevel(runDir, name string) (*Info, *cgroup.Level, error) {
 // running, are never touched. With names, it collects just those (nested
 // ones as PARENT/CHILD), and a name it cannot collect is an error.
 func GC(runDir string, names ...string) ([]string, error) {
+	if err := trustRunDir(runDir); err != nil {
+		return nil, err
+	}
 	var done []string
 	var errs []error
 	add := func(line string, err error) {

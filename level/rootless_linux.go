@@ -52,10 +52,20 @@ var rootless = func() bool {
 		unix.Close(n)
 		// It was executed unmapped, which left it no capability in its
 		// namespace: executed again as the root it now is, it has them.
-		env := append(os.Environ(), rootlessEnv+"=1")
+		env := append(os.Environ(), rootlessEnv+"=again:"+strconv.Itoa(os.Getppid()))
 		err := unix.Exec("/proc/self/exe", os.Args, env)
 		fmt.Fprintf(os.Stderr, "cl-unshare: rootless launcher: execute itself again: %v\n", err)
 		os.Exit(ExitFailure)
+	}
+	if ppid, ok := strings.CutPrefix(v, "again:"); ok {
+		// Gaining those capabilities cleared its parent-death signal
+		// (commit_creds does, for any rise): set again, then checked
+		// against a launcher on the host that died before it was.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		if strconv.Itoa(os.Getppid()) != ppid {
+			os.Exit(ExitFailure)
+		}
+		return true
 	}
 	return v == "1"
 }()
@@ -133,11 +143,8 @@ func StartRootless(cfg Config, args []string) (int, error) {
 		cmd.Env[len(cmd.Env)-3] = fmt.Sprintf("%s=wait:%d", rootlessEnv, 2+len(cmd.ExtraFiles))
 		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
 	}
-	// SIGINT and SIGQUIT come from the terminal, which sends them to the
-	// launcher in the namespace as well: not passed on twice (system(3)).
-	signal.Ignore(unix.SIGINT, unix.SIGQUIT)
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return 0, userNSError(err)
@@ -159,6 +166,9 @@ func StartRootless(cfg Config, args []string) (int, error) {
 	}
 	go func() {
 		for s := range sigs {
+			if (s == unix.SIGINT || s == unix.SIGQUIT) && inForeground() {
+				continue
+			}
 			_ = cmd.Process.Signal(s)
 		}
 	}()
@@ -174,6 +184,20 @@ func StartRootless(cfg Config, args []string) (int, error) {
 		return 0, fmt.Errorf("rootless launcher: %w", err)
 	}
 	return 0, nil
+}
+
+// inForeground reports whether this process's group is the foreground
+// one of its terminal. A SIGINT or SIGQUIT it gets then most likely came
+// from the terminal, which sent it to the whole group, the launcher in
+// the namespace too: passed on, it would arrive twice. One from kill(1),
+// or with no terminal, is passed on.
+func inForeground() bool {
+	for fd := 0; fd <= 2; fd++ {
+		if pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil {
+			return pg == unix.Getpgrp()
+		}
+	}
+	return false
 }
 
 // inheritable are this process's open descriptors above stderr that an
@@ -340,10 +364,12 @@ func linkMirror(levelDir string) error {
 }
 
 // rootlessRunDir is where a caller who is not root finds the run
-// directory of top-level level dir: in its launcher's mount namespace,
-// where the links linkMirror made lead (the same directory, mounted
-// there), else dir itself.
-func rootlessRunDir(dir string) string {
+// directory of top-level level dir, whose record names sup as its
+// supervisor: in that launcher's mount namespace, where the links
+// linkMirror made lead (the same directory, mounted there), else dir
+// itself. A link to any other process (its PID reused by another of the
+// user's, once the launcher died) leads nowhere of the level's.
+func rootlessRunDir(dir string, sup Proc) string {
 	if !NeedsRootless() {
 		return dir
 	}
@@ -354,6 +380,9 @@ func rootlessRunDir(dir string) string {
 	pid, rest, ok := strings.Cut(strings.TrimPrefix(target, "/proc/"), "/root")
 	if _, err := strconv.Atoi(pid); err != nil || !ok || rest != filepath.Join(dir, "levels") {
 		return dir // not a link linkMirror made
+	}
+	if pid != strconv.Itoa(sup.PID) || !sup.Alive() {
+		return dir
 	}
 	return "/proc/" + pid + "/root" + dir
 }

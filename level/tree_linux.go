@@ -55,6 +55,8 @@ type walker struct {
 	// at indexes all by every directory below RUN/levels they lie in, so
 	// that a list finds each level's mirror without a pass over all.
 	at map[string][]*mountinfo.Info
+	// sups caches supervisor's answers.
+	sups map[string]Proc
 }
 
 // newWalker reads what the caller's mount table says of cgroups. A
@@ -154,6 +156,10 @@ func (w *walker) top(name string) (*Info, error) {
 	}
 	i := &Info{Name: name, dir: filepath.Join(w.runDir, "levels", name), state: s, user: s.User, rootless: s.Rootless,
 		budget: &budget{nodes: maxNested, bytes: maxBytes}}
+	if w.sups == nil {
+		w.sups = map[string]Proc{}
+	}
+	w.sups[name] = s.Supervisor
 	if s.LevelDir != i.dir {
 		return w.invalid(i, fmt.Errorf("recorded run directory %s is not %s", s.LevelDir, i.dir)), nil
 	}
@@ -213,12 +219,33 @@ func (w *walker) children(i *Info) []Info {
 // in directories the levels own, walked without following anything.
 func (w *walker) openRunDir(i *Info) (int, error) {
 	top, rel, _ := strings.Cut(strings.TrimPrefix(i.dir, filepath.Join(w.runDir, "levels")+"/"), "/")
-	fd, err := unix.Open(rootlessRunDir(filepath.Join(w.runDir, "levels", top)), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(rootlessRunDir(filepath.Join(w.runDir, "levels", top), w.supervisor(top)), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil || rel == "" {
 		return fd, err
 	}
 	defer unix.Close(fd)
 	return beneath.Dir(fd, rel, false)
+}
+
+// supervisor is the supervisor top-level level top's record names, read
+// once for all the levels nested in it; only a caller who is not root
+// needs it (rootlessRunDir).
+func (w *walker) supervisor(top string) Proc {
+	if !NeedsRootless() {
+		return Proc{}
+	}
+	if p, ok := w.sups[top]; ok {
+		return p
+	}
+	var p Proc
+	if s, err := readState(w.runDir, top); err == nil {
+		p = s.Supervisor
+	}
+	if w.sups == nil {
+		w.sups = map[string]Proc{}
+	}
+	w.sups[top] = p
+	return p
 }
 
 // child reads and checks the record of level name nested in p, whose run

@@ -246,6 +246,14 @@ func TestRootless(t *testing.T) {
 	if want := fmt.Sprintf("0\n%s\n%s\n0::/init\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n", nsOf("user"), nsOf("mnt")); r.code != 0 || cmdPID == 0 || r.stdout != want {
 		t.Errorf("exec as the user: exit %d, %q %q; want %q", r.code, r.stdout, r.stderr, want)
 	}
+	// Root acts on no level recorded in the user's run directory: the
+	// records are the user's to write, and would have it exec as host
+	// uid 0 in the user's mounts, or kill any cgroup.
+	for _, args := range [][]string{{"exec", "rl", "--", "id", "-u"}, {"kill", "rl"}, {"gc"}, {"--", "true"}} {
+		if r := clu(t, append([]string{"--run-dir", run}, args...)...); r.code != 125 || !oneLine(r.stderr, fmt.Sprintf("belongs to uid %d, who could forge the records in %s; root acts on no level recorded there", user, run)) || r.stdout != "" {
+			t.Errorf("root's %v in the user's run directory: exit %d, %q %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
 	// From outside the delegated subtree the kernel refuses the move.
 	if r := runAsUser(t, delegated(t, false), xdg, "exec", "rl", "--", "true"); r.code != 125 || !oneLine(r.stderr, "systemd-run --user --scope cl-unshare exec") {
 		t.Errorf("exec from outside the subtree: exit %d, %q", r.code, r.stderr)
@@ -320,6 +328,7 @@ func TestRootlessRefused(t *testing.T) {
 	}{
 		{"not delegated", false, []string{"--", "true"}, "systemd-run --user --scope -p Delegate=yes"},
 		{"exec in place", true, []string{"--exec", "--", "true"}, "--exec: needs root"},
+		{"a namespace kept on a file", true, []string{"--net=" + filepath.Join(xdg, "netns"), "--", "true"}, "--net: keeping the namespace on " + filepath.Join(xdg, "netns") + " needs root"},
 	} {
 		r := runAsUser(t, delegated(t, c.chown), xdg, c.args...)
 		if r.code != 125 || !oneLine(r.stderr, c.want) {
@@ -413,11 +422,83 @@ func TestRootlessRanges(t *testing.T) {
 		}
 	}
 	os.Remove(file)
+	rangedExec(t, dir, xdg, subids)
 	cmd := asUser(t, dir, xdg, "--map-users", "auto", "--", "true")
 	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids, "PATH=/nonexistent")
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 125 || !oneLine(string(out), "needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)") {
 		t.Errorf("auto without newuidmap: exit %d, %q", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// rangedExec checks a level mapped with subordinate ranges: exec runs
+// as its root (the caller on the host), not as the level's id that
+// equals the caller's host uid; and its launcher in the user namespace,
+// which executed itself a second time once mapped, still dies with the
+// launcher on the host.
+func rangedExec(t *testing.T, dir, xdg, subids string) {
+	t.Helper()
+	run := filepath.Join(xdg, "cl-unshare")
+	cmd := asUser(t, dir, xdg, "--name", "ranged", "--", "sleep", "60")
+	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids)
+	var out, errb bytes.Buffer
+	startUntil(t, cmd, filepath.Join(run, "levels", "ranged", "cgroup"), &out, &errb)
+	cli := cliLeaf(t, dir)
+	if r := runAsUser(t, cli, xdg, "exec", "ranged", "--", "sh", "-c", "id -u; id -g"); r.code != 0 || r.stdout != "0\n0\n" {
+		t.Errorf("exec into a ranged level: exit %d, %q %q; want its root, 0 and 0", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(run, "state", "ranged.json"))
+	var rec struct {
+		Supervisor struct{ PID int } `json:"supervisor"`
+	}
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Supervisor.PID == 0 {
+		t.Fatalf("the level's record: %v %q", err, b)
+	}
+	cmd.Process.Kill()
+	gone := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(10 * time.Millisecond) {
+		gone = syscall.Kill(rec.Supervisor.PID, 0) != nil
+	}
+	if !gone {
+		syscall.Kill(rec.Supervisor.PID, syscall.SIGKILL)
+		t.Errorf("the launcher in the user namespace, PID %d, outlived the one on the host by 5 s: its parent-death signal was lost", rec.Supervisor.PID)
+	}
+	// Its CMD lives on, as without --kill-child: gc takes it.
+	if r := runAsUser(t, cli, xdg, "gc"); r.code != 0 || !strings.Contains(r.stdout, "removed level ranged") {
+		t.Errorf("gc as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	cmd.Wait()
+}
+
+// SIGINT and SIGQUIT that come from kill(1), not a terminal (there is
+// none here), reach CMD through both launchers, as SIGTERM does.
+func TestRootlessSignals(t *testing.T) {
+	rootlessHost(t)
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM} {
+		ready := filepath.Join(xdg, "ready")
+		os.Remove(ready)
+		cmd := asUser(t, dir, xdg, "--", "sh", "-c", fmt.Sprintf("trap 'exit 7' %d; touch %s; while :; do sleep 0.05; done", sig, ready))
+		var out, errb bytes.Buffer
+		startUntil(t, cmd, ready, &out, &errb)
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+			if code := cmd.ProcessState.ExitCode(); code != 7 {
+				t.Errorf("%v to the launcher: exit %d, want CMD's 7 (%s%s)", sig, code, out.String(), errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			// Its launchers and CMD, all in the test's cgroup, and
+			// holding its output open.
+			os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+			<-done
+			t.Fatalf("%v to the launcher did not reach CMD in 10 s", sig)
+		}
 	}
 }
 
