@@ -422,8 +422,57 @@ func rootlessDefaults(cfg *Config) {
 		}
 		if cfg.GIDMap.Count == 0 {
 			cfg.GIDMap = IDMap{Inner: 0, Outer: os.Getegid(), Count: 1}
+			// As root's follows its uid map: ids of the uid range, the
+			// same ones of the gid range.
+			uids, gids := callerIDs()
+			if u := cfg.UIDMap; uids.sub.Count > 0 && gids.sub.Count > 0 && u.Outer >= uids.sub.Outer && u.Outer+u.Count <= uids.sub.Outer+uids.sub.Count {
+				cfg.GIDMap = IDMap{Inner: 0, Outer: gids.sub.Outer + u.Outer - uids.sub.Outer, Count: u.Count}
+			}
 		}
 	}
+}
+
+// reachRunDir readies, in the launcher's own mount namespace, the way to
+// run directory dir for a level whose root is an id of the caller's
+// range, not the caller: the level attaches its own run directory there
+// and nests levels in it, but may not search a directory of the
+// caller's that others may not ($XDG_RUNTIME_DIR is 0700). The highest
+// such directory above dir is covered with an empty tmpfs that anyone
+// may search, in which dir is the run directory again, bound. The level
+// could read nothing that is covered; the launcher needs only dir. Its
+// undo is the namespace's end, with the launcher.
+func reachRunDir(dir string) error {
+	top := ""
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return fmt.Errorf("run directory: %s: %w", p, err)
+		}
+		if st.Mode&0o001 == 0 {
+			top = p
+		}
+		if p == "/" {
+			break
+		}
+	}
+	if top == "" {
+		return nil
+	}
+	run, err := mounts.Clone(dir)
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	defer run.Close()
+	if err := mounts.MountTmpfs(top); err != nil {
+		return fmt.Errorf("run directory: reach it through %s: %w", top, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("run directory: reach it through %s: %w", top, err)
+	}
+	if err := mounts.Attach(int(run.Fd()), dir); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	return nil
 }
 
 // mapsEnv carries the level's maps, in the launcher's user namespace's
@@ -467,39 +516,73 @@ func callerIDs() (uids, gids ids) {
 	return uids, gids
 }
 
-// rootlessMaps decides the launcher's own user namespace (whether it
-// takes the caller's subordinate ranges too) and the level's maps in its
-// ids, from the level's maps in host ids. The level's root is always the
-// caller (it must reach the caller's run directory, which no other id
-// may enter), and the range, where there is one, ids 1 and on: the
-// default, and what "auto" asks for outright.
-func rootlessMaps(cfg Config) (useRanges bool, uid, gid IDMap, err error) {
+// autoRootless is "auto" for a user who is not root: their own id as
+// the level's root, and their subordinate range after it, which is what
+// the level gets by default where there is one; asked for outright, the
+// range must be there, both ranges, and the tools that map them.
+func autoRootless(subFile string) (IDMap, error) {
 	uids, gids := callerIDs()
+	x, other := uids, gids
+	if subFile == "/etc/subgid" {
+		x, other = gids, uids
+	}
+	switch {
+	case x.sub.Count == 0:
+		return IDMap{}, fmt.Errorf("auto: %s gives you no subordinate range", x.file)
+	case other.sub.Count == 0:
+		return IDMap{}, fmt.Errorf("auto: your range in %s needs one in %s too", x.file, other.file)
+	case !haveMapTools():
+		return IDMap{}, fmt.Errorf("auto: mapping your range in %s needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)", x.file)
+	}
+	return IDMap{Inner: 0, Outer: x.own, Count: 1}, nil
+}
+
+func haveMapTools() bool {
 	_, errU := exec.LookPath("newuidmap")
 	_, errG := exec.LookPath("newgidmap")
-	tools := errU == nil && errG == nil
+	return errU == nil && errG == nil
+}
+
+// rootlessMaps decides the launcher's own user namespace (whether it
+// takes the caller's subordinate ranges too) and the level's maps in its
+// ids, from the level's maps in host ids. The launcher's namespace maps
+// the caller to 0 and, with ranges, the range to 1 and on. The level's
+// root is the caller by default, with the range, if any, after it (ids
+// 0 to N of the launcher's); or, asked for, ids of the range alone.
+func rootlessMaps(cfg Config) (useRanges bool, uid, gid IDMap, err error) {
+	uids, gids := callerIDs()
+	tools := haveMapTools()
 	useRanges = tools && uids.sub.Count > 0 && gids.sub.Count > 0
+	own := func(x ids) IDMap { return IDMap{Inner: 0, Outer: x.own, Count: 1} }
+	inRange := func(x ids, m IDMap) bool {
+		return x.sub.Count > 0 && m.Outer >= x.sub.Outer && m.Outer+m.Count <= x.sub.Outer+x.sub.Count
+	}
 	out := [2]IDMap{}
 	for i, c := range []struct {
 		x ids
 		m IDMap
 	}{{uids, cfg.UIDMap}, {gids, cfg.GIDMap}} {
 		switch {
-		case c.m == IDMap{Inner: 0, Outer: c.x.own, Count: 1}:
-		case c.x.sub.Count > 0 && c.m == IDMap{Inner: 0, Outer: c.x.sub.Outer, Count: c.x.sub.Count}:
-			// auto: the range, asked for.
+		case c.m == own(c.x):
+			out[i] = IDMap{Inner: 0, Outer: 0, Count: 1}
+			if useRanges {
+				out[i].Count += c.x.sub.Count
+			}
+		case inRange(c.x, c.m):
 			if !tools {
-				return false, uid, gid, fieldErr(c.x.field, "mapping your range in %s needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)", c.x.file)
+				return false, uid, gid, fieldErr(c.x.field, "mapping ids of your range in %s needs newuidmap and newgidmap, which are not installed (apt-get install uidmap)", c.x.file)
 			}
 			if !useRanges {
-				return false, uid, gid, fieldErr(c.x.field, "your range in %s needs one in %s too", c.x.file, map[string]string{"/etc/subuid": "/etc/subgid", "/etc/subgid": "/etc/subuid"}[c.x.file])
+				other := map[string]string{"/etc/subuid": "/etc/subgid", "/etc/subgid": "/etc/subuid"}[c.x.file]
+				return false, uid, gid, fieldErr(c.x.field, "your range in %s needs one in %s too", c.x.file, other)
 			}
+			out[i] = IDMap{Inner: 0, Outer: 1 + c.m.Outer - c.x.sub.Outer, Count: c.m.Count}
 		default:
-			return false, uid, gid, fieldErr(c.x.field, "without root the level's map is fixed: its root is you (id %d), and ids from 1 on your range in %s, if you have one; leave the map out, or use auto", c.x.own, c.x.file)
-		}
-		out[i] = IDMap{Inner: 0, Outer: 0, Count: 1}
-		if useRanges {
-			out[i].Count += c.x.sub.Count
+			hint := fmt.Sprintf("%s gives you no range", c.x.file)
+			if c.x.sub.Count > 0 {
+				hint = fmt.Sprintf("or ids %d to %d, your range in %s", c.x.sub.Outer, c.x.sub.Outer+c.x.sub.Count-1, c.x.file)
+			}
+			return false, uid, gid, fieldErr(c.x.field, "%d:%d:%d maps ids that are not yours: without root a level maps your own id (%d, the default, with your range after it), %s", c.m.Inner, c.m.Outer, c.m.Count, c.x.own, hint)
 		}
 	}
 	return useRanges, out[0], out[1], nil

@@ -80,6 +80,11 @@ func Start(cfg Config) (_ *Level, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if rootless && cfg.UIDMap.Outer != 0 {
+		if err := reachRunDir(cfg.RunDir); err != nil {
+			return nil, err
+		}
+	}
 	// CMD must not hold the harness's status or ready fd open.
 	for _, fd := range []int{cfg.ReadyFD, cfg.StatusFD} {
 		if fd > 0 {
@@ -481,6 +486,19 @@ func (l *Level) handOver(cfg Config) error {
 				p = filepath.Join(dir, p)
 				if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("hand %s to the level's root (%d:%d): %w", p, uid, gid, err)
+				}
+			}
+			if rootless && uid != 0 {
+				// A level of the caller's whose root is another id of
+				// theirs: the caller's exec still moves its command in
+				// here, as the group that owns cgroup.procs. The level
+				// cannot use the group: its namespace does not map it.
+				p := filepath.Join(dir, "cgroup.procs")
+				if err := os.Lchown(p, uid, 0); err != nil {
+					return fmt.Errorf("let the caller's exec into %s: %w", dir, err)
+				}
+				if err := os.Chmod(p, 0o664); err != nil {
+					return fmt.Errorf("let the caller's exec into %s: %w", dir, err)
 				}
 			}
 		}

@@ -31,13 +31,7 @@ var defaultRange = IDMap{Inner: 0, Outer: 100000, Count: 65536}
 // (or /etc/subgid), else 100000:65536, mapped from 0.
 func ParseIDMap(s, subFile string) (IDMap, error) {
 	if s == "auto" && NeedsRootless() {
-		// A user's own range (StartRootless checks and maps it).
-		uids, gids := callerIDs()
-		x := map[bool]ids{true: gids, false: uids}[subFile == "/etc/subgid"]
-		if x.sub.Count == 0 {
-			return IDMap{}, fmt.Errorf("auto: %s gives you no subordinate range", x.file)
-		}
-		return IDMap{Inner: 0, Outer: x.sub.Outer, Count: x.sub.Count}, nil
+		return autoRootless(subFile)
 	}
 	if s == "auto" {
 		if r, ok := subRange(subFile); ok {

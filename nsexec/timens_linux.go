@@ -255,6 +255,15 @@ func rawForkExec(nsfd int, nstype uintptr, path *byte, argv, env **byte, mask *u
 		return int(r), e
 	}
 	_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(nsfd), nstype, 0)
+	if e == 0 && nstype == unix.CLONE_NEWUSER {
+		// Root of the namespace, which it may become there: executed
+		// as an id the namespace does not map (the caller's, where the
+		// level's root is another id of theirs), it would keep no
+		// capability in it. The join drops to CMD's ids later anyway.
+		if _, _, e = unix.RawSyscall(unix.SYS_SETRESGID, 0, 0, 0); e == 0 {
+			_, _, e = unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0)
+		}
+	}
 	if e == 0 {
 		// struct sigaction, handler first; 32 bytes on amd64 and arm64.
 		var sa [4]uint64

@@ -90,7 +90,9 @@ func removeTree(t *testing.T, dir string) {
 func cliLeaf(t *testing.T, dir string) string {
 	t.Helper()
 	leaf := filepath.Join(dir, "cli")
-	if err := os.Mkdir(leaf, 0o755); err != nil {
+	if err := os.Mkdir(leaf, 0o755); os.IsExist(err) {
+		return leaf
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
@@ -423,6 +425,7 @@ func TestRootlessRanges(t *testing.T) {
 	}
 	os.Remove(file)
 	rangedExec(t, dir, xdg, subids)
+	rangedRoot(t, dir, xdg, subids)
 	cmd := asUser(t, dir, xdg, "--map-users", "auto", "--", "true")
 	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids, "PATH=/nonexistent")
 	out, _ := cmd.CombinedOutput()
@@ -499,6 +502,64 @@ func TestRootlessSignals(t *testing.T) {
 			<-done
 			t.Fatalf("%v to the launcher did not reach CMD in 10 s", sig)
 		}
+	}
+}
+
+// rangedRoot checks a level whose root is an id of the caller's range
+// (--map-users 0:300010:1000; the gid map follows, as root's does): its
+// ids on the host, exec into it as the user, list, and one line for a
+// map of ids that are not the user's.
+func rangedRoot(t *testing.T, dir, xdg, subids string) {
+	t.Helper()
+	// Somewhere the level's root may write: not the user's 0700 xdg.
+	shared, err := os.MkdirTemp("", "clu-ranged-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	file, ready := filepath.Join(shared, "owned"), filepath.Join(shared, "ready")
+	// It nests a level, in the run directory it reaches as its root.
+	cmd := asUser(t, dir, xdg, "--name", "k", "--map-users", "0:300010:1000", "--", "sh", "-c",
+		"cat /proc/self/uid_map /proc/self/gid_map; touch "+file+" && chown 5:7 "+file+" && exec "+bin+" --name inner -- sh -c 'touch "+ready+" && sleep 60'")
+	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids)
+	var out, errb bytes.Buffer
+	startUntil(t, cmd, ready, &out, &errb)
+	if f := strings.Fields(out.String()); strings.Join(f, " ") != "0 11 1000 0 11 1000" {
+		t.Errorf("the level's maps: %q (want 0 11 1000 for both: ids 11 on of the launcher's, 300010 on of the host's)", out.String())
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(file, &st); err != nil || st.Uid != 300015 || st.Gid != 300017 {
+		t.Errorf("chown 5:7 inside made %d:%d on the host, want 300015:300017 (%v)", st.Uid, st.Gid, err)
+	}
+	cli := cliLeaf(t, dir)
+	made := filepath.Join(shared, "by-exec")
+	if r := runAsUser(t, cli, xdg, "exec", "k", "--", "sh", "-c", "id -u; id -g; touch "+made); r.code != 0 || r.stdout != "0\n0\n" {
+		t.Errorf("exec into the level: exit %d, %q %q; want its root", r.code, r.stdout, r.stderr)
+	}
+	if err := syscall.Stat(made, &st); err != nil || st.Uid != 300010 || st.Gid != 300010 {
+		t.Errorf("a file exec made is %d:%d on the host, want the level's root, 300010:300010 (%v)", st.Uid, st.Gid, err)
+	}
+	if r := runAsUser(t, cli, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "k ") {
+		t.Errorf("list as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	// The nested level is made below it. (Its record, in the level's
+	// 0700 state directory, is its root's: the user's list does not
+	// show it.)
+	if _, err := os.Stat(filepath.Join(dir, "k", "level", "inner", "level")); err != nil {
+		t.Errorf("the nested level's cgroup: %v", err)
+	}
+	if r := runAsUser(t, cli, xdg, "kill", "k"); r.code != 0 {
+		t.Errorf("kill as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	cmd.Wait()
+	bad := asUser(t, dir, xdg, "--map-users", "0:200000:10", "--", "true")
+	bad.Env = append(bad.Env, "CLU_SUBIDS="+subids)
+	b, _ := bad.CombinedOutput()
+	if bad.ProcessState.ExitCode() != 125 || !oneLine(string(b), "--map-users: 0:200000:10 maps ids that are not yours") || !strings.Contains(string(b), "or ids 300000 to 365535, your range in /etc/subuid") {
+		t.Errorf("a map of ids not the user's: exit %d, %q", bad.ProcessState.ExitCode(), b)
 	}
 }
 

@@ -112,7 +112,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "map-group", Usage: "map the caller's gid to `GID` in the level, as unshare --map-group (implies --user)"},
 		&cli.BoolFlag{Name: "map-current-user", Aliases: []string{"c"}, Usage: "map the caller's uid and gid to the same ids in the level, as unshare -c (implies --user)"},
 		&cli.BoolFlag{Name: "keep-caps", Usage: "with --user and --setuid: CMD keeps the capabilities it has in the level's user namespace (as ambient ones), as unshare --keep-caps"},
-		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536)"},
+		&cli.StringFlag{Name: "map-users", Usage: "`INNER:OUTER:COUNT` uid map (or unshare's OUTER,INNER,COUNT), or auto (root's /etc/subuid range, else 0:100000:65536; for a user, their id then their range)"},
 		&cli.StringFlag{Name: "setgroups", Usage: "with --user: `allow|deny` setgroups(2) in the level (default deny), as unshare --setgroups"},
 		&cli.StringFlag{Name: "map-groups", Usage: "`INNER:OUTER:COUNT` gid map, or auto (default: as --map-users)"},
 		&cli.StringFlag{Name: "leaf", Usage: "on cgroup v2, start the level's processes in `NAME` below its root, which then hands its controllers down (default init)"},
