@@ -8,12 +8,15 @@ import (
 
 // Init runs this process in the role it was re-executed in, if it was
 // one, and then never returns: a level's init stage (the code that runs
-// inside the new namespaces, package nsexec) or the --kill-child
+// inside the new namespaces, package nsexec), the launcher in a user
+// namespace that Start runs for a caller who is not root, or the --kill-child
 // watchdog, or the server of its view of /proc. Otherwise it returns at once. Levels are started by
 // re-executing /proc/self/exe, so a program that uses this package must
 // call Init first in main, and in TestMain (see the package example).
 func Init() {
 	switch {
+	case isAPILauncher():
+		os.Exit(apiLauncherMain())
 	case nsexec.IsInit():
 		nsexec.Main()
 	case isWatch():

@@ -14,10 +14,29 @@ import (
 )
 
 // Pid is the PID of the level's command (the init stage exec'd into it).
-func (l *Level) Pid() int { return l.st.cmd.Process.Pid }
+func (l *Level) Pid() int {
+	if l.remote != nil {
+		return l.remote.pid
+	}
+	return l.st.cmd.Process.Pid
+}
 
 // Signal sends sig to the level's command.
-func (l *Level) Signal(sig os.Signal) error { return l.st.cmd.Process.Signal(sig) }
+func (l *Level) Signal(sig os.Signal) error {
+	if l.remote != nil {
+		s, ok := sig.(syscall.Signal)
+		if !ok {
+			return fmt.Errorf("signal %v: not a system signal", sig)
+		}
+		select {
+		case <-l.remote.exited:
+			return os.ErrProcessDone
+		default:
+		}
+		return unix.Kill(l.remote.pid, s)
+	}
+	return l.st.cmd.Process.Signal(sig)
+}
 
 // InnerCgroups lists the level's inner cgroup directory in every hierarchy,
 // keyed by hierarchy name ("cgroup2", "memory", "name=systemd").
@@ -56,6 +75,9 @@ func (e *StoppedError) Error() string { return "level " + e.Name + ": stopped: "
 // the level (a *StoppedError), if it did, and what went wrong tearing it
 // down.
 func (l *Level) Wait() (syscall.WaitStatus, error) {
+	if l.remote != nil {
+		return l.waitRemote()
+	}
 	ws := l.st.wait()
 	e, stopped, code := l.ended(ws)
 	if l.state != nil && l.state.Name != "" && l.runDir != "" {
@@ -137,6 +159,10 @@ func ErrorCode(err error) int {
 		}
 		return exitcode.Of(stopped.Status)
 	}
+	var re *remoteError
+	if errors.As(err, &re) {
+		return re.code
+	}
 	var se *StepError
 	if errors.As(err, &se) && se.Step == nsexec.StepExec {
 		return exitcode.Exec(err)
@@ -148,6 +174,9 @@ func ErrorCode(err error) int {
 // every hierarchy, its mirror mounts and its run directory. It is safe to
 // call more than once.
 func (l *Level) Close() error {
+	if l.remote != nil {
+		return l.closeRemote()
+	}
 	l.mu.Lock()
 	closed := l.closed
 	l.closed = true

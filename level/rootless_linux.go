@@ -100,79 +100,30 @@ func CallerRunDir() string {
 // It fails, with what to do, where this host does not let a user have a
 // level.
 func StartRootless(cfg Config, args []string) (int, error) {
-	if err := delegatedToCaller(); err != nil {
-		return 0, err
-	}
-	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
-		return 0, fmt.Errorf("run directory: %w", err)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find cl-unshare itself: %w", err)
 	}
-	cmd := exec.Command(self, args[1:]...)
-	cmd.Args[0] = args[0]
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	useRanges, uid, gid, err := rootlessMaps(cfg)
+	ln, err := newLauncher(cfg, self, args, inheritable(), nil)
 	if err != nil {
 		return 0, err
 	}
-	maps := fmt.Sprintf("%s=%d:%d:%d/%d:%d:%d", mapsEnv, uid.Inner, uid.Outer, uid.Count, gid.Inner, gid.Outer, gid.Count)
-	cmd.Env = append(os.Environ(), rootlessEnv+"=1", RunDirEnv+"="+cfg.RunDir, maps)
-	cmd.ExtraFiles = inheritable()
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
-		// With no right to setgroups(2) on the host, the kernel takes a
-		// gid map from us only once setgroups is denied in it.
-		GidMappingsEnableSetgroups: false,
-		Pdeathsig:                  unix.SIGKILL,
-	}
-	var release *os.File
-	if useRanges {
-		// newuidmap writes the maps, once the child exists: it waits.
-		r, w, err := os.Pipe()
-		if err != nil {
-			return 0, err
-		}
-		defer r.Close()
-		release = w
-		defer w.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, r)
-		cmd.Env[len(cmd.Env)-3] = fmt.Sprintf("%s=wait:%d", rootlessEnv, 2+len(cmd.ExtraFiles))
-		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
-	}
+	ln.cmd.Stdin, ln.cmd.Stdout, ln.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return 0, userNSError(err)
-	}
-	// The caller's descriptors are the inner launcher's now: a ready fd
-	// held open here would never tell the caller the level is ready.
-	for _, f := range cmd.ExtraFiles {
-		if f != nil && f != release {
-			f.Close()
-		}
-	}
-	if release != nil {
-		if err := mapRanges(cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			return 0, fmt.Errorf("map your subordinate ids: %w", err)
-		}
-		release.Close()
+	if err := ln.start(); err != nil {
+		return 0, err
 	}
 	go func() {
 		for s := range sigs {
 			if (s == unix.SIGINT || s == unix.SIGQUIT) && inForeground() {
 				continue
 			}
-			_ = cmd.Process.Signal(s)
+			_ = ln.cmd.Process.Signal(s)
 		}
 	}()
-	err = cmd.Wait()
+	err = ln.cmd.Wait()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -184,6 +135,89 @@ func StartRootless(cfg Config, args []string) (int, error) {
 		return 0, fmt.Errorf("rootless launcher: %w", err)
 	}
 	return 0, nil
+}
+
+// launcher is the re-executed launcher of a user who is not root, made
+// ready by newLauncher and started by start.
+type launcher struct {
+	cmd     *exec.Cmd
+	passed  []*os.File // the caller's, closed here once the launcher has them
+	release *os.File   // closed once newuidmap mapped its namespace
+	wait    *os.File
+}
+
+// newLauncher checks what it can of a level cfg describes for a user
+// who is not root, readies their delegated cgroup, and makes the command
+// that runs path with args in a user and mount namespace of its own:
+// files as its descriptors 3 and on (nil: closed), env added to ours.
+func newLauncher(cfg Config, path string, args []string, files []*os.File, env []string) (*launcher, error) {
+	if err := delegatedToCaller(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	useRanges, uid, gid, err := rootlessMaps(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args[1:]...)
+	cmd.Args[0] = args[0]
+	maps := fmt.Sprintf("%s=%d:%d:%d/%d:%d:%d", mapsEnv, uid.Inner, uid.Outer, uid.Count, gid.Inner, gid.Outer, gid.Count)
+	cmd.Env = append(append(os.Environ(), env...), RunDirEnv+"="+cfg.RunDir, maps)
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+		// With no right to setgroups(2) on the host, the kernel takes a
+		// gid map from us only once setgroups is denied in it.
+		GidMappingsEnableSetgroups: false,
+		Pdeathsig:                  unix.SIGKILL,
+	}
+	ln := &launcher{cmd: cmd, passed: files}
+	if !useRanges {
+		cmd.Env = append(cmd.Env, rootlessEnv+"=1")
+		return ln, nil
+	}
+	// newuidmap writes the maps, once the child exists: it waits.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	ln.wait, ln.release = r, w
+	cmd.ExtraFiles = append(append([]*os.File(nil), files...), r)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=wait:%d", rootlessEnv, 2+len(cmd.ExtraFiles)))
+	cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = nil, nil
+	return ln, nil
+}
+
+// start starts the launcher and, with ranges, maps its namespace.
+func (ln *launcher) start() error {
+	defer func() {
+		if ln.wait != nil {
+			ln.wait.Close()
+			ln.release.Close()
+		}
+	}()
+	if err := ln.cmd.Start(); err != nil {
+		return userNSError(err)
+	}
+	// The caller's descriptors are the launcher's now: a ready fd held
+	// open here would never tell the caller the level is ready.
+	for _, f := range ln.passed {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if ln.release != nil {
+		if err := mapRanges(ln.cmd.Process.Pid); err != nil {
+			_ = ln.cmd.Process.Kill()
+			_ = ln.cmd.Wait()
+			return fmt.Errorf("map your subordinate ids: %w", err)
+		}
+	}
+	return nil
 }
 
 // inForeground reports whether this process's group is the foreground
@@ -399,11 +433,6 @@ func unlinkMirror(levelDir string) error {
 	}
 	return nil
 }
-
-// errAPIRootless is Start's answer to a caller who is not root: the
-// rootless launcher is the command line run again, which a program
-// using this package is not.
-var errAPIRootless = errors.New("a user who is not root starts levels with the cl-unshare command, which runs itself again in a user namespace of its own; from Go, run it with os/exec")
 
 // rootlessDefaults makes the level of a user who is not root a --user
 // level (it is one whatever it asks: its root is the caller, or ids of

@@ -69,13 +69,20 @@ type Level struct {
 	undo     []func() error
 	// viewPids are the view's watcher and server (Config.ProcView).
 	viewPids []int
+	// remote, for a caller who is not root: the launcher in a user
+	// namespace that runs the level (everything above but Name, LevelDir,
+	// runDir, cgroups and what Wait reads is then unset).
+	remote *remote
 }
 
 // Start validates cfg, builds the level and starts its command. When it
-// returns an error nothing of the level is left.
+// returns an error nothing of the level is left. A caller who is not
+// root gets a --user level in the cgroup delegated to it, run by a
+// launcher in a user namespace of its own: this program, re-executed
+// (see Init), which the Level returned acts through.
 func Start(cfg Config) (_ *Level, err error) {
 	if NeedsRootless() {
-		return nil, errAPIRootless
+		return startRemote(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,9 +226,16 @@ func helper(name string, args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		err := syscall.Exec(args[2], args[2:], os.Environ())
+		env := os.Environ()
+		if then := os.Getenv("CLU_THEN"); then != "" {
+			env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "CLU_HELPER=") })
+			env = append(env, "CLU_HELPER="+then)
+		}
+		err := syscall.Exec(args[2], args[2:], env)
 		fmt.Fprintln(os.Stderr, err)
 		return 127
+	case "apistart": // apistart RUNDIR: as a user who is not root, the Go API's Start, Wait, Signal, Kill and errors, a line each
+		return apiStart(args[0])
 	case "numcpu": // numcpu: runtime.NumCPU() and GOMAXPROCS
 		fmt.Println(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 		return 0

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	lvl "github.com/cl-unshare/cl-unshare/level"
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
 	"github.com/cl-unshare/cl-unshare/procview"
 )
@@ -181,15 +182,15 @@ func TestRootless(t *testing.T) {
 	var limits []string
 	want := map[string]string{} // outer cgroup file -> what the limits make it
 	if slices.Contains(have, "memory") && slices.Contains(have, "pids") {
-		limits = []string{"--memory", "64M", "--pids-max", "40"}
-		want["memory.max"], want["pids.max"] = "67108864", "40"
+		limits = []string{"--memory", "64M", "--pids-max", "40", "--set", "memory.high=48M", "--oom-group"}
+		want["memory.max"], want["pids.max"], want["memory.high"], want["memory.oom.group"] = "67108864", "40", "50331648", "1"
 		if slices.Contains(have, "cpu") {
 			limits = append(limits, "--cpus", "0.5", "--cpu-weight", "50")
 			want["cpu.max"], want["cpu.weight"] = "50000 100000", "50"
 		}
 		if slices.Contains(have, "cpuset") {
-			limits = append(limits, "--cpuset-cpus", "0")
-			want["cpuset.cpus"] = "0"
+			limits = append(limits, "--cpuset-cpus", "0", "--cpuset-mems", "0")
+			want["cpuset.cpus"], want["cpuset.mems"] = "0", "0"
 		}
 	} else {
 		// A hybrid host's cgroup2 has no controllers: a limit is refused,
@@ -478,8 +479,11 @@ func rangedExec(t *testing.T, dir, xdg, subids string) {
 func TestRootlessSignals(t *testing.T) {
 	rootlessHost(t)
 	noLeaks(t)
-	dir, xdg := delegated(t, true), runtimeDir(t)
+	xdg := runtimeDir(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM} {
+		// A cgroup each: the first launcher's leaf made its cgroup one
+		// that hands controllers down, which no process may join.
+		dir := delegated(t, true)
 		ready := filepath.Join(xdg, "ready")
 		os.Remove(ready)
 		cmd := asUser(t, dir, xdg, "--", "sh", "-c", fmt.Sprintf("trap 'exit 7' %d; touch %s; while :; do sleep 0.05; done", sig, ready))
@@ -679,4 +683,94 @@ func TestRootlessProcView(t *testing.T) {
 	if r.code != 0 || len(lines) != 2 || lines[0] != fmt.Sprint(len(procview.Files)) || want != "" && lines[1] != want {
 		t.Errorf("--proc-view as the user: exit %d, %q %q (want a mount for each file of the view and %q)", r.code, r.stdout, r.stderr, want)
 	}
+}
+
+// A Go program that is not root starts levels with the same API as root:
+// Start runs its launcher in a user namespace; Pid, Cgroups, Signal,
+// Kill, Wait and Close act on the level from outside; a command that is
+// not there is ErrorCode 127.
+func TestRootlessAPI(t *testing.T) {
+	rootlessHost(t)
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	run := filepath.Join(xdg, "cl-unshare")
+	// This binary, where the user may run it (go test's directory is
+	// root's alone).
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyDir, err := os.MkdirTemp("", "clu-api-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(copyDir) })
+	os.Chmod(copyDir, 0o755)
+	prog := filepath.Join(copyDir, "api.test")
+	b, err := os.ReadFile(self)
+	if err == nil {
+		err = os.WriteFile(prog, b, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, dir, fmt.Sprint(user), prog, run)
+	cmd.Env = append(os.Environ(), "CLU_HELPER=asuser", "CLU_THEN=apistart", "XDG_RUNTIME_DIR="+xdg, "HOME=/")
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	want := []string{
+		"0", "0::/init", "pid true", "outer " + filepath.Join(dir, "api"), "exit 3 <nil>",
+		"signal terminated <nil>",
+		"kill killed <nil>",
+		"not found 127",
+		"close <nil> gone",
+	}
+	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || !slices.Equal(got, want) {
+		t.Errorf("the Go API as a user: %v\n%s\nwant:\n%s", err, out, strings.Join(want, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(run, "state", "api.json")); err == nil {
+		t.Errorf("a level's record is left")
+	}
+}
+
+// apiStart is the apistart helper, the user's side of TestRootlessAPI.
+func apiStart(run string) int {
+	l, err := lvl.Start(lvl.Config{Name: "api", RunDir: run, Argv: []string{"sh", "-c", "id -u; tail -n 1 /proc/self/cgroup; exit 3"}})
+	if err != nil {
+		fmt.Println("start:", err)
+		return 1
+	}
+	pid, outer := l.Pid() > 0, l.Cgroups()["cgroup2"].Outer
+	ws, err := l.Wait()
+	fmt.Println("pid", pid)
+	fmt.Println("outer", outer)
+	fmt.Println("exit", ws.ExitStatus(), err)
+	for _, how := range []string{"signal", "kill"} {
+		l, err := lvl.Start(lvl.Config{RunDir: run, Argv: []string{"sleep", "30"}})
+		if err != nil {
+			fmt.Println(how, "start:", err)
+			return 1
+		}
+		if how == "signal" {
+			err = l.Signal(syscall.SIGTERM)
+		} else {
+			err = l.Kill()
+		}
+		if err != nil {
+			fmt.Println(how, err)
+		}
+		ws, err := l.Wait()
+		fmt.Println(how, ws.Signal(), err)
+	}
+	_, err = lvl.Start(lvl.Config{RunDir: run, Argv: []string{"/nonexistent"}})
+	fmt.Println("not found", lvl.ErrorCode(err))
+	l, err = lvl.Start(lvl.Config{Name: "closed", RunDir: run, Argv: []string{"sleep", "30"}})
+	if err != nil {
+		fmt.Println("close start:", err)
+		return 1
+	}
+	err = l.Close()
+	_, serr := os.Stat(filepath.Join(run, "state", "closed.json"))
+	fmt.Println("close", err, map[bool]string{true: "gone", false: "left"}[os.IsNotExist(serr)])
+	return 0
 }
