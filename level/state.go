@@ -97,6 +97,20 @@ func statePath(runDir, name string) string {
 	return filepath.Join(stateDir(runDir), name+".json")
 }
 
+// stateModes are the state directory's mode and its records'. They are
+// the host's alone (0700, 0600), except in a level below a user's
+// launcher (RunDirEnv set, in a user namespace): there the user, who
+// reads them through /proc/PID/root to list the level's nested levels,
+// may be an id the level does not map (a root from the user's range),
+// so only the ids of the level's own namespace can be kept out. They
+// could read the same of /proc.
+func stateModes() (dir, file os.FileMode) {
+	if os.Getenv(RunDirEnv) != "" && !initialUserNS() {
+		return 0o755, 0o644
+	}
+	return 0o700, 0o600
+}
+
 // claimState creates the state file, failing if the name is taken: the
 // file is the level's name lock, taken before anything else is made.
 func claimState(runDir string, s *State) error {
@@ -105,7 +119,8 @@ func claimState(runDir string, s *State) error {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	if err := os.Mkdir(stateDir(runDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	dirMode, _ := stateModes()
+	if err := os.Mkdir(stateDir(runDir), dirMode); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	// The record is written to an unnamed file and linked into place,
@@ -116,7 +131,8 @@ func claimState(runDir string, s *State) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(stateDir(runDir), os.O_WRONLY|unix.O_TMPFILE, 0o600)
+	_, mode := stateModes()
+	f, err := os.OpenFile(stateDir(runDir), os.O_WRONLY|unix.O_TMPFILE, mode)
 	if err != nil {
 		return claimNamed(runDir, s) // a filesystem without O_TMPFILE
 	}
@@ -135,7 +151,8 @@ func claimState(runDir string, s *State) error {
 
 // claimNamed claims the name with an empty file, then writes it.
 func claimNamed(runDir string, s *State) error {
-	f, err := os.OpenFile(statePath(runDir, s.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	_, mode := stateModes()
+	f, err := os.OpenFile(statePath(runDir, s.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
@@ -223,7 +240,8 @@ func writeState(runDir string, s *State) error {
 	}
 	p := statePath(runDir, s.Name)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	_, mode := stateModes()
+	if err := os.WriteFile(tmp, b, mode); err != nil {
 		return fmt.Errorf("write state %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, p); err != nil {

@@ -546,15 +546,14 @@ func rangedRoot(t *testing.T, dir, xdg, subids string) {
 	if err := syscall.Stat(made, &st); err != nil || st.Uid != 300010 || st.Gid != 300010 {
 		t.Errorf("a file exec made is %d:%d on the host, want the level's root, 300010:300010 (%v)", st.Uid, st.Gid, err)
 	}
-	if r := runAsUser(t, cli, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "k ") {
-		t.Errorf("list as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	if r := runAsUser(t, cli, xdg, "list"); r.code != 0 || !strings.Contains(r.stdout, "k ") || !strings.Contains(r.stdout, "  inner  running") {
+		t.Errorf("list as the user, with the nested level: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
-	// The nested level is made below it. (Its record, in the level's
-	// 0700 state directory, is its root's: the user's list does not
-	// show it.)
 	if _, err := os.Stat(filepath.Join(dir, "k", "level", "inner", "level")); err != nil {
 		t.Errorf("the nested level's cgroup: %v", err)
 	}
+	// (exec into it is the kernel's to refuse: its cgroup.procs is the
+	// level's root's alone, and the user no longer owns an id in it.)
 	if r := runAsUser(t, cli, xdg, "kill", "k"); r.code != 0 {
 		t.Errorf("kill as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
