@@ -78,6 +78,23 @@ func Join(c JoinConfig) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	var drop, topIsUser bool
+	if joinUser {
+		// A level whose root is not the caller gets none of the
+		// caller's supplementary groups (the launcher dropped them for
+		// the level's own processes too).
+		if r, err := levelRoot(member); err == nil && r.UID != os.Geteuid() {
+			top, same, err := topUserNS(member)
+			if err != nil {
+				for _, f := range nsFiles {
+					f.Close()
+				}
+				return nil, fmt.Errorf("level %s: find its launcher's user namespace: %w", c.Name, err)
+			}
+			drop, topIsUser = true, same
+			nsFiles = append(nsFiles, top) // nsexec.JoinUserTopNSFD
+		}
+	}
 	defer func() {
 		for _, f := range nsFiles {
 			f.Close()
@@ -95,7 +112,40 @@ func Join(c JoinConfig) (*Process, error) {
 		}
 	}
 	joinTime := readlinkNS(member, "time") != readlinkNS(os.Getpid(), "time")
-	return startJoin(c, targets, nsFiles, joinPID, joinTime, joinUser, as)
+	return startJoin(c, targets, nsFiles, joinPID, joinTime, joinUser, as, drop, topIsUser)
+}
+
+// nsGetParent is ioctl_ns(2)'s NS_GET_PARENT, _IO(0xb7, 0x2).
+const nsGetParent = 0xb702
+
+// topUserNS opens the user namespace of member's that is a child of
+// ours (its own, or the ancestor of its below ours: a launcher's), and
+// reports whether that is member's own.
+func topUserNS(member int) (*os.File, bool, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
+		return nil, false, err
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", member))
+	if err != nil {
+		return nil, false, err
+	}
+	for depth := 0; depth < 33; depth++ {
+		p, err := unix.IoctlRetInt(int(f.Fd()), nsGetParent)
+		if err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("NS_GET_PARENT: %w", err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(p, &st); err != nil || st.Dev == self.Dev && st.Ino == self.Ino {
+			unix.Close(p)
+			return f, depth == 0, err
+		}
+		f.Close()
+		f = os.NewFile(uintptr(p), "user namespace")
+	}
+	f.Close()
+	return nil, false, errors.New("user namespaces nested too deep")
 }
 
 // joinTargets is the cgroup, in every hierarchy, that a command joining
@@ -218,7 +268,7 @@ func readlinkNS(pid int, ns string) string {
 
 // startJoin starts the stage that joins the level (nsexec.ModeJoin) in
 // targets, its cgroups, with its namespaces open as nsFiles.
-func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID, joinTime, joinUser bool, as *nsexec.HostIDs) (*Process, error) {
+func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, joinPID, joinTime, joinUser bool, as *nsexec.HostIDs, drop, topIsUser bool) (*Process, error) {
 	// Pdeathsig follows the thread that forks: kept until CMD runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -239,7 +289,7 @@ func startJoin(c JoinConfig, targets map[string]string, nsFiles []*os.File, join
 		return nil, err
 	}
 	wd, _ := os.Getwd()
-	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as, JoinTime: joinTime, JoinUser: joinUser}
+	cfg := &nsexec.Config{Mode: nsexec.ModeJoin, Name: c.Name, JoinPID: joinPID, Dir: wd, Argv: c.Argv, As: as, JoinTime: joinTime, JoinUser: joinUser, DropGroups: drop, TopIsUser: topIsUser}
 	join := func(pid int) error {
 		for h, dir := range targets {
 			if h == "cgroup2" {

@@ -28,12 +28,7 @@ func (l *Level) Signal(sig os.Signal) error {
 		if !ok {
 			return fmt.Errorf("signal %v: not a system signal", sig)
 		}
-		select {
-		case <-l.remote.exited:
-			return os.ErrProcessDone
-		default:
-		}
-		return unix.Kill(l.remote.pid, s)
+		return l.signalRemote(s)
 	}
 	return l.st.cmd.Process.Signal(sig)
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cl-unshare/cl-unshare/level/cgroup"
@@ -31,10 +32,24 @@ const apiEnv = "CL_UNSHARE_API_LAUNCHER"
 // remote is a level a launcher in a user namespace runs for us.
 type remote struct {
 	pid    int           // CMD's
+	pidfd  int           // CMD's, opened at once (-1: none), for Signal
 	exited chan struct{} // closed once the launcher was waited for
 	err    error         // the launcher's own failure, if any
 	report *json.Decoder // its reports
 	reader *os.File      // which they are read from
+	once   sync.Once     // finish's: one reader of the last report
+	end    apiReport
+	endErr error
+}
+
+// finish reads the launcher's last report and waits for it to exit,
+// once, for Wait and Close alike.
+func (r *remote) finish() {
+	r.once.Do(func() {
+		r.endErr = r.report.Decode(&r.end)
+		<-r.exited
+		r.reader.Close()
+	})
 }
 
 // apiReport is what the launcher says: first Pid (CMD runs) or Error
@@ -91,6 +106,11 @@ func startRemote(cfg Config) (*Level, error) {
 			// then; the caller's own stays the caller's.
 			dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
 			if err != nil {
+				for _, f := range append(files, cfgR, repR, repW) {
+					if f != nil {
+						f.Close()
+					}
+				}
 				return nil, fmt.Errorf("pass fd %d to the launcher: %w", fd, err)
 			}
 			files[fd-3] = os.NewFile(uintptr(dup), "passed")
@@ -145,7 +165,11 @@ func startRemote(cfg Config) (*Level, error) {
 		}
 		return nil, fmt.Errorf("rootless launcher: ended before the level ran (%v)", r.err)
 	}
-	r.pid = first.Pid
+	r.pid, r.pidfd = first.Pid, -1
+	if fd, err := unix.PidfdOpen(first.Pid, 0); err == nil {
+		unix.CloseOnExec(fd)
+		r.pidfd = fd
+	}
 	l := &Level{Name: cfg.Name, LevelDir: filepath.Join(cfg.RunDir, "levels", cfg.Name), runDir: cfg.RunDir, remote: r}
 	// As the launcher made them: the level may be over and its cgroups
 	// gone by now (a short CMD), and they are where it said.
@@ -170,24 +194,10 @@ func withoutFiles(cfg Config) Config {
 // waitRemote is Wait for a level a launcher runs.
 func (l *Level) waitRemote() (syscall.WaitStatus, error) {
 	r := l.remote
-	var end apiReport
-	derr := r.report.Decode(&end)
-	<-r.exited
-	r.reader.Close()
-	l.mu.Lock()
-	closed := l.closed
-	l.closed = true
-	if !closed {
-		l.spent, l.oomKills = end.Spent, end.OOMKills
-	}
-	l.mu.Unlock()
-	if closed {
-		return 0, fmt.Errorf("level %s: waited for already", l.Name)
-	}
-	if l.done != nil {
-		close(l.done)
-	}
-	if derr != nil || !end.Ended {
+	r.finish()
+	l.endRemote()
+	end := r.end
+	if r.endErr != nil || !end.Ended {
 		return 0, fmt.Errorf("level %s: its launcher ended without a word (%v)", l.Name, r.err)
 	}
 	ws := syscall.WaitStatus(end.Status)
@@ -201,16 +211,51 @@ func (l *Level) waitRemote() (syscall.WaitStatus, error) {
 	return ws, err
 }
 
+// endRemote records, once the launcher is gone, what it said of the
+// level's end, and ends what watched it.
+func (l *Level) endRemote() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	l.spent, l.oomKills = l.remote.end.Spent, l.remote.end.OOMKills
+	if l.remote.pidfd >= 0 {
+		unix.Close(l.remote.pidfd)
+		l.remote.pidfd = -1
+	}
+	if l.done != nil {
+		close(l.done)
+	}
+}
+
+// signalRemote is Signal for a level a launcher runs: CMD is the
+// launcher's child, so its PID is CMD's until the launcher reaps it;
+// the pidfd holds it past that.
+func (l *Level) signalRemote(sig syscall.Signal) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return os.ErrProcessDone
+	}
+	if l.remote.pidfd >= 0 {
+		return unix.PidfdSendSignal(l.remote.pidfd, sig, nil, 0)
+	}
+	return unix.Kill(l.remote.pid, sig)
+}
+
 // closeRemote is Close for a level a launcher runs: it kills the level
 // and waits until the launcher has torn it down.
 func (l *Level) closeRemote() error {
+	var err error
 	select {
 	case <-l.remote.exited:
-		return nil
 	default:
+		err = l.cgroups.Kill()
 	}
-	err := l.cgroups.Kill()
-	_, _ = l.waitRemote()
+	l.remote.finish()
+	l.endRemote()
 	if err != nil {
 		return fmt.Errorf("kill level %s: %w", l.Name, err)
 	}

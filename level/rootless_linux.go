@@ -226,12 +226,14 @@ func (ln *launcher) start() error {
 // the namespace too: passed on, it would arrive twice. One from kill(1),
 // or with no terminal, is passed on.
 func inForeground() bool {
-	for fd := 0; fd <= 2; fd++ {
-		if pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil {
-			return pg == unix.Getpgrp()
-		}
+	// Its controlling terminal, whatever its stdio is (a log, /dev/null).
+	fd, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false // none
 	}
-	return false
+	defer unix.Close(fd)
+	pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && pg == unix.Getpgrp()
 }
 
 // inheritable are this process's open descriptors above stderr that an

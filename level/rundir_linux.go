@@ -1,10 +1,12 @@
 package level
 
 import (
+	"errors"
 	"os"
 	osuser "os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,34 +26,57 @@ func trustRunDir(dir string) error {
 	if !initialUserNS() {
 		return nil
 	}
-	p := filepath.Clean(dir)
-	for { // the directories still to be made are the caller's own
-		if _, err := os.Lstat(p); err == nil || p == "/" {
-			break
-		}
-		p = filepath.Dir(p)
-	}
-	p, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return nil // gone meanwhile: whatever uses it fails, and says so
+	return trustPath(filepath.Clean(dir), filepath.Clean(dir), 0)
+}
+
+// trustPath checks p as the kernel walks it, for run directory dir:
+// every entry from / down, a link too (whose target is walked the same
+// way, with what follows it), where a directory still to be made ends
+// the walk: the caller makes it, and claimState checks again once it
+// is there. Any error refuses: nothing is trusted that was not seen.
+func trustPath(dir, p string, links int) error {
+	if links > 16 {
+		return fieldErr("Config.RunDir", "%s: too many levels of symbolic links", dir)
 	}
 	euid := os.Geteuid()
-	for {
+	parts := strings.Split(p, "/")
+	cur := "/"
+	for i := 0; i < len(parts); i++ {
+		if parts[i] == "" && i > 0 {
+			continue
+		}
+		next := filepath.Join(cur, parts[i])
 		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			return fieldErr("Config.RunDir", "%s: %v", p, unwrapPath(err))
-		}
-		if uid := int(st.Uid); uid != 0 && uid != euid {
-			return fieldErr("Config.RunDir", "%s belongs to uid %d, who could forge the records in %s; %s", p, uid, dir, askOwner(uid))
-		}
-		if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
-			return fieldErr("Config.RunDir", "%s is writable by others (mode %04o), who could forge the records in %s; use a run directory only you can write, or chmod go-w %s", p, st.Mode&0o7777, dir, p)
-		}
-		if p == "/" {
+		err := unix.Lstat(next, &st)
+		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
-		p = filepath.Dir(p)
+		if err != nil {
+			return fieldErr("Config.RunDir", "%s: %v", next, err)
+		}
+		if uid := int(st.Uid); uid != 0 && uid != euid {
+			return fieldErr("Config.RunDir", "%s belongs to uid %d, who could forge the records in %s; %s", next, uid, dir, askOwner(uid))
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, err := os.Readlink(next)
+			if err != nil {
+				return fieldErr("Config.RunDir", "%s: %v", next, unwrapPath(err))
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(cur, target)
+			}
+			return trustPath(dir, filepath.Join(append([]string{target}, parts[i+1:]...)...), links+1)
+		}
+		// Sticky (as /tmp is) lets no one else replace what is in it,
+		// but lets anyone make entries: fine above the run directory,
+		// not for it.
+		last := i == len(parts)-1
+		if st.Mode&0o022 != 0 && (st.Mode&unix.S_ISVTX == 0 || last) {
+			return fieldErr("Config.RunDir", "%s is writable by others (mode %04o), who could forge the records in %s; use a run directory only you can write, or chmod go-w %s", next, st.Mode&0o7777, dir, next)
+		}
+		cur = next
 	}
+	return nil
 }
 
 // askOwner says what root does instead of acting on a run directory of

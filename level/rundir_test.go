@@ -31,6 +31,9 @@ func TestTrustRunDir(t *testing.T) {
 	if err := trustRunDir(filepath.Join(sticky, "a", "run")); err != nil {
 		t.Errorf("below a sticky directory: %v", err)
 	}
+	if err := trustRunDir(sticky); err == nil || !strings.Contains(err.Error(), sticky+" is writable by others") {
+		t.Errorf("a sticky directory anyone may write, as the run directory itself: %v", err)
+	}
 	if err := os.Symlink(open, filepath.Join(base, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +46,17 @@ func TestTrustRunDir(t *testing.T) {
 	theirs := mk("theirs", 0o755)
 	if err := os.Chown(theirs, 4242, 4242); err != nil {
 		t.Fatal(err)
+	}
+	// A link of theirs, in a sticky directory, to a directory of ours.
+	ours := mk("ours", 0o755)
+	if err := os.Symlink(ours, filepath.Join(sticky, "theirs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(sticky, "theirs"), 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := trustRunDir(filepath.Join(sticky, "theirs", "run")); err == nil || !strings.Contains(err.Error(), "theirs belongs to uid 4242") {
+		t.Errorf("through a link of a user's: %v", err)
 	}
 	if err := trustRunDir(theirs); err == nil || !strings.Contains(err.Error(), theirs+" belongs to uid 4242") || !strings.Contains(err.Error(), "root acts on no level recorded there") {
 		t.Errorf("a user's directory, for root: %v", err)

@@ -88,6 +88,13 @@ func Start(cfg Config) (_ *Level, err error) {
 		return nil, err
 	}
 	if rootless && cfg.UIDMap.Outer != 0 {
+		// The caller's supplementary groups are theirs, not the level's
+		// (whose root holds none of the caller's ids): a group of theirs
+		// (docker, say) would be the level's way out. The launcher
+		// drops them for everything it starts.
+		if err := syscall.Setgroups(nil); err != nil {
+			return nil, fieldErr("Config.UIDMap", "the level's root is not you, and your supplementary groups could not be dropped for it: %v (/proc/self/setgroups: %s)", err, strings.TrimSpace(readFileString("/proc/self/setgroups")))
+		}
 		if err := reachRunDir(cfg.RunDir); err != nil {
 			return nil, err
 		}
@@ -630,4 +637,10 @@ func cloneAttr(cfg Config) *syscall.SysProcAttr {
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	return attr
+}
+
+// readFileString is a small file's text, or "" if it cannot be read.
+func readFileString(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }

@@ -99,13 +99,13 @@ func statePath(runDir, name string) string {
 
 // stateModes are the state directory's mode and its records'. They are
 // the host's alone (0700, 0600), except in a level below a user's
-// launcher (RunDirEnv set, in a user namespace): there the user, who
+// launcher (RunDirEnv set, in a user namespace, not the launcher): there the user, who
 // reads them through /proc/PID/root to list the level's nested levels,
 // may be an id the level does not map (a root from the user's range),
 // so only the ids of the level's own namespace can be kept out. They
 // could read the same of /proc.
 func stateModes() (dir, file os.FileMode) {
-	if os.Getenv(RunDirEnv) != "" && !initialUserNS() {
+	if os.Getenv(RunDirEnv) != "" && !initialUserNS() && !rootless {
 		return 0o755, 0o644
 	}
 	return 0o700, 0o600
@@ -118,6 +118,11 @@ func claimState(runDir string, s *State) error {
 	// walks through it); only RUN/state is the host's alone.
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
+	}
+	// Again, now that it is there: a directory someone else made first,
+	// between Validate and here, is theirs.
+	if err := trustRunDir(runDir); err != nil {
+		return err
 	}
 	dirMode, _ := stateModes()
 	if err := os.Mkdir(stateDir(runDir), dirMode); err != nil && !errors.Is(err, os.ErrExist) {

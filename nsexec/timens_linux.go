@@ -105,17 +105,26 @@ const (
 // signals on and exits as it does (the stage does that itself with a PID
 // namespace: CMD is a child there anyway). It returns only on failure.
 func hopIntoTime(c *Config) error {
-	return hopInto(c, JoinTimeNSFD, unix.CLONE_NEWTIME, TimeHopArg, "time")
+	return hopInto(c, JoinTimeNSFD, unix.CLONE_NEWTIME, TimeHopArg, "time", -1, false)
 }
 
 // hopIntoUser is hopIntoTime for the level's user namespace (open as
 // JoinUserNSFD), which a caller who is not root must enter before any
 // other: the level's namespaces are that one's to let in.
 func hopIntoUser(c *Config) error {
-	return hopInto(c, JoinUserNSFD, unix.CLONE_NEWUSER, UserHopArg, "user")
+	via, drop := -1, c.DropGroups
+	if drop && !c.TopIsUser {
+		via = JoinUserTopNSFD
+	}
+	unix.CloseOnExec(JoinUserTopNSFD)
+	return hopInto(c, JoinUserNSFD, unix.CLONE_NEWUSER, UserHopArg, "user", via, drop)
 }
 
-func hopInto(c *Config, nsfd int, nstype uintptr, arg, kind string) error {
+// hopInto forks a child into namespace nsfd of kind nstype, which
+// executes this stage again there. With via (a user namespace) it goes
+// through that first; with drop it drops its supplementary groups in
+// via, or in nsfd's if there is no via.
+func hopInto(c *Config, nsfd int, nstype uintptr, arg, kind string, via int, drop bool) error {
 	mfd, err := configFile(c) // inherited by the new stage
 	if err != nil {
 		return err
@@ -130,7 +139,7 @@ func hopInto(c *Config, nsfd int, nstype uintptr, arg, kind string) error {
 			return fmt.Errorf("pass fd %d on: %w", fd, err)
 		}
 	}
-	pid, err := forkInto(nsfd, nstype, "/proc/self/exe", []string{Marker, arg, strconv.Itoa(mfd)}, os.Environ())
+	pid, err := forkInto(nsfd, nstype, via, drop, "/proc/self/exe", []string{Marker, arg, strconv.Itoa(mfd)}, os.Environ())
 	unix.Close(mfd) // the child has its own copy
 	if err != nil {
 		for _, fd := range passed {
@@ -201,7 +210,7 @@ func waitRelay(pid int) {
 // forkInto forks a child of this thread alone, which joins the
 // namespace of type nstype open as nsfd and executes path. It returns once the child
 // has executed path (the error pipe closes) or failed (it says how).
-func forkInto(nsfd int, nstype uintptr, path string, argv, env []string) (int, error) {
+func forkInto(nsfd int, nstype uintptr, via int, drop bool, path string, argv, env []string) (int, error) {
 	pathp, err := unix.BytePtrFromString(path)
 	if err != nil {
 		return 0, err
@@ -223,7 +232,7 @@ func forkInto(nsfd int, nstype uintptr, path string, argv, env []string) (int, e
 	// every handler back to the default: block them all across the fork.
 	all, old := ^uint64(0), uint64(0)
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
-	pid, errno := rawForkExec(nsfd, nstype, pathp, &argvp[0], &envp[0], &old, pipe[1])
+	pid, errno := rawForkExec(nsfd, nstype, via, drop, pathp, &argvp[0], &envp[0], &old, pipe[1])
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 	unix.Close(pipe[1])
 	if errno != 0 {
@@ -249,12 +258,23 @@ func forkInto(nsfd int, nstype uintptr, path string, argv, env []string) (int, e
 //
 //go:nosplit
 //go:norace
-func rawForkExec(nsfd int, nstype uintptr, path *byte, argv, env **byte, mask *uint64, errPipe int) (int, unix.Errno) {
+func rawForkExec(nsfd int, nstype uintptr, via int, drop bool, path *byte, argv, env **byte, mask *uint64, errPipe int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
 	if e != 0 || r != 0 {
 		return int(r), e
 	}
-	_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(nsfd), nstype, 0)
+	if via >= 0 {
+		_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(via), unix.CLONE_NEWUSER, 0)
+		if e == 0 && drop {
+			_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
+		}
+	}
+	if e == 0 {
+		_, _, e = unix.RawSyscall(unix.SYS_SETNS, uintptr(nsfd), nstype, 0)
+	}
+	if e == 0 && drop && via < 0 {
+		_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
+	}
 	if e == 0 && nstype == unix.CLONE_NEWUSER {
 		// Root of the namespace, which it may become there: executed
 		// as an id the namespace does not map (the caller's, where the

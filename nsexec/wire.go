@@ -78,6 +78,9 @@ const (
 	JoinIPCNSFD    = 9
 	JoinTimeNSFD   = 10 // entered only with Config.JoinTime
 	JoinUserNSFD   = 11 // entered only with Config.JoinUser
+	// JoinUserTopNSFD, with Config.DropGroups: the user namespace below
+	// the caller's that JoinUserNSFD's is in (or is), entered first.
+	JoinUserTopNSFD = 12
 )
 
 // Config is everything the init stage needs, sent as one message.
@@ -130,6 +133,13 @@ type Config struct {
 	// hop into the level's user namespace (JoinUserNSFD) before it may
 	// enter the others (see hopIntoUser).
 	JoinUser bool `json:"join_user,omitempty"`
+	// DropGroups, with JoinUser: the level's root is not the caller, and
+	// the caller's supplementary groups are not for CMD. The level's
+	// namespace denies setgroups, so they are dropped on the way, in the
+	// user namespace below the caller's (JoinUserTopNSFD, entered
+	// first), whose owner the caller is; TopIsUser: that is the level's.
+	DropGroups bool `json:"drop_groups,omitempty"`
+	TopIsUser  bool `json:"top_is_user,omitempty"`
 	// HoppedUser: the stage is in the level's user namespace by
 	// hopIntoUser (set by it, for the stage it starts).
 	HoppedUser bool `json:"hopped_user,omitempty"`

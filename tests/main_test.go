@@ -214,7 +214,12 @@ func helper(name string, args []string) int {
 			}
 		}
 		id, _ := strconv.Atoi(args[1])
-		if err := syscall.Setgroups(nil); err != nil {
+		var groups []int // $CLU_GROUPS: supplementary groups to keep
+		for _, g := range strings.Fields(os.Getenv("CLU_GROUPS")) {
+			n, _ := strconv.Atoi(g)
+			groups = append(groups, n)
+		}
+		if err := syscall.Setgroups(groups); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}

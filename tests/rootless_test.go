@@ -526,13 +526,14 @@ func rangedRoot(t *testing.T, dir, xdg, subids string) {
 	}
 	file, ready := filepath.Join(shared, "owned"), filepath.Join(shared, "ready")
 	// It nests a level, in the run directory it reaches as its root.
+	// The user is in group 4242 too, which the level must not be.
 	cmd := asUser(t, dir, xdg, "--name", "k", "--map-users", "0:300010:1000", "--", "sh", "-c",
-		"cat /proc/self/uid_map /proc/self/gid_map; touch "+file+" && chown 5:7 "+file+" && exec "+bin+" --name inner -- sh -c 'touch "+ready+" && sleep 60'")
-	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids)
+		"cat /proc/self/uid_map /proc/self/gid_map; grep ^Groups: /proc/self/status; touch "+file+" && chown 5:7 "+file+" && exec "+bin+" --name inner -- sh -c 'touch "+ready+" && sleep 60'")
+	cmd.Env = append(cmd.Env, "CLU_SUBIDS="+subids, "CLU_GROUPS=4242")
 	var out, errb bytes.Buffer
 	startUntil(t, cmd, ready, &out, &errb)
-	if f := strings.Fields(out.String()); strings.Join(f, " ") != "0 11 1000 0 11 1000" {
-		t.Errorf("the level's maps: %q (want 0 11 1000 for both: ids 11 on of the launcher's, 300010 on of the host's)", out.String())
+	if f := strings.Fields(out.String()); strings.Join(f, " ") != "0 11 1000 0 11 1000 Groups:" {
+		t.Errorf("the level's maps and groups: %q (want 0 11 1000 for both: ids 11 on of the launcher's, 300010 on of the host's; and no group)", out.String())
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(file, &st); err != nil || st.Uid != 300015 || st.Gid != 300017 {
@@ -540,8 +541,11 @@ func rangedRoot(t *testing.T, dir, xdg, subids string) {
 	}
 	cli := cliLeaf(t, dir)
 	made := filepath.Join(shared, "by-exec")
-	if r := runAsUser(t, cli, xdg, "exec", "k", "--", "sh", "-c", "id -u; id -g; touch "+made); r.code != 0 || r.stdout != "0\n0\n" {
-		t.Errorf("exec into the level: exit %d, %q %q; want its root", r.code, r.stdout, r.stderr)
+	execK := asUser(t, cli, xdg, "exec", "k", "--", "sh", "-c", "id -u; id -g; grep ^Groups: /proc/self/status; touch "+made)
+	execK.Env = append(execK.Env, "CLU_GROUPS=4242")
+	b, err := execK.Output()
+	if r := (result{code: execK.ProcessState.ExitCode(), stdout: string(b)}); err != nil || strings.Join(strings.Fields(r.stdout), " ") != "0 0 Groups:" {
+		t.Errorf("exec into the level: exit %d, %q %q; want its root, and none of the user's groups", r.code, r.stdout, r.stderr)
 	}
 	if err := syscall.Stat(made, &st); err != nil || st.Uid != 300010 || st.Gid != 300010 {
 		t.Errorf("a file exec made is %d:%d on the host, want the level's root, 300010:300010 (%v)", st.Uid, st.Gid, err)
@@ -560,7 +564,7 @@ func rangedRoot(t *testing.T, dir, xdg, subids string) {
 	cmd.Wait()
 	bad := asUser(t, dir, xdg, "--map-users", "0:200000:10", "--", "true")
 	bad.Env = append(bad.Env, "CLU_SUBIDS="+subids)
-	b, _ := bad.CombinedOutput()
+	b, _ = bad.CombinedOutput()
 	if bad.ProcessState.ExitCode() != 125 || !oneLine(string(b), "--map-users: 0:200000:10 maps ids that are not yours") || !strings.Contains(string(b), "or ids 300000 to 365535, your range in /etc/subuid") {
 		t.Errorf("a map of ids not the user's: exit %d, %q", bad.ProcessState.ExitCode(), b)
 	}
