@@ -17,6 +17,8 @@ func Init() {
 	switch {
 	case isAPILauncher():
 		os.Exit(apiLauncherMain())
+	case isGCInRange():
+		os.Exit(gcInRangeMain())
 	case nsexec.IsInit():
 		nsexec.Main()
 	case isWatch():

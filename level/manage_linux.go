@@ -369,6 +369,18 @@ func GC(runDir string, names ...string) ([]string, error) {
 	if err := trustRunDir(runDir); err != nil {
 		return nil, err
 	}
+	done, err := gc(runDir, names...)
+	if errors.Is(err, os.ErrPermission) && NeedsRootless() {
+		// What a level whose root is an id of the user's range made is
+		// that id's: removed again from a user namespace that maps it.
+		if more, rerr := gcInRange(runDir, names); rerr == nil || !errors.Is(rerr, errNoRange) {
+			return append(done, more...), rerr
+		}
+	}
+	return done, err
+}
+
+func gc(runDir string, names ...string) ([]string, error) {
 	var done []string
 	var errs []error
 	add := func(line string, err error) {
@@ -616,7 +628,7 @@ func collect(runDir string, s *State) (string, error) {
 			return "", err
 		}
 	}
-	if !(s.Rootless && NeedsRootless()) { // a user may unmount nothing here
+	if !s.Rootless { // a user's launcher mounted nothing where they are
 		if err := detachNoFollow(s.LevelDir); err != nil {
 			return "", err
 		}

@@ -558,8 +558,25 @@ func rangedRoot(t *testing.T, dir, xdg, subids string) {
 	}
 	// (exec into it is the kernel's to refuse: its cgroup.procs is the
 	// level's root's alone, and the user no longer owns an id in it.)
-	if r := runAsUser(t, cli, xdg, "kill", "k"); r.code != 0 {
-		t.Errorf("kill as the user: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	// Its launcher crashes: gc as the user removes what is left, cgroups
+	// of the level's root's (ids of the range) and all.
+	var rec struct {
+		Supervisor struct{ PID int } `json:"supervisor"`
+	}
+	if b, err := os.ReadFile(filepath.Join(xdg, "cl-unshare", "state", "k.json")); err != nil || json.Unmarshal(b, &rec) != nil || rec.Supervisor.PID == 0 {
+		t.Fatalf("the level's record: %v %q", err, b)
+	}
+	syscall.Kill(rec.Supervisor.PID, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(rec.Supervisor.PID, 0) == nil && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	gc := asUser(t, cli, xdg, "gc")
+	gc.Env = append(gc.Env, "CLU_SUBIDS="+subids)
+	if b, err := gc.CombinedOutput(); err != nil || !strings.Contains(string(b), "removed level k") {
+		t.Errorf("gc as the user of a level of the range's: %v %q", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "k")); err == nil {
+		t.Errorf("its cgroup %s is left", filepath.Join(dir, "k"))
 	}
 	cmd.Wait()
 	bad := asUser(t, dir, xdg, "--map-users", "0:200000:10", "--", "true")
