@@ -83,7 +83,15 @@ func Join(c JoinConfig) (*Process, error) {
 		// A level whose root is not the caller gets none of the
 		// caller's supplementary groups (the launcher dropped them for
 		// the level's own processes too).
-		if r, err := levelRoot(member); err == nil && r.UID != os.Geteuid() {
+		r, err := levelRoot(member)
+		if err != nil {
+			// The stage becomes that namespace's root on the way in.
+			for _, f := range nsFiles {
+				f.Close()
+			}
+			return nil, fmt.Errorf("level %s: its process %d: %w, which exec runs CMD as", c.Name, member, err)
+		}
+		if r.UID != os.Geteuid() {
 			top, same, err := topUserNS(member)
 			if err != nil {
 				for _, f := range nsFiles {

@@ -794,3 +794,26 @@ func apiStart(run string) int {
 	fmt.Println("close", err, map[bool]string{true: "gone", false: "left"}[os.IsNotExist(serr)])
 	return 0
 }
+
+// exec into a level whose command left for a user namespace that maps
+// no root says so, in one line: exec runs CMD as that namespace's root.
+func TestRootlessExecNoRoot(t *testing.T) {
+	rootlessHost(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		needsProgram(t, "unshare", "apt-get install util-linux")
+	}
+	noLeaks(t)
+	dir, xdg := delegated(t, true), runtimeDir(t)
+	ready := filepath.Join(xdg, "ready")
+	cmd := asUser(t, dir, xdg, "--name", "nr", "--", "unshare", "-U", "sh", "-c", "touch "+ready+"; exec sleep 60")
+	var out, errb bytes.Buffer
+	startUntil(t, cmd, ready, &out, &errb)
+	r := runAsUser(t, cliLeaf(t, dir), xdg, "exec", "nr", "--", "true")
+	if r.code != 125 || !oneLine(r.stderr, "its user namespace maps no root") {
+		t.Errorf("exec into an unmapped namespace: exit %d, %q", r.code, r.stderr)
+	}
+	if r := runAsUser(t, cliLeaf(t, dir), xdg, "kill", "nr"); r.code != 0 {
+		t.Errorf("kill: exit %d, %q", r.code, r.stderr)
+	}
+	cmd.Wait()
+}
